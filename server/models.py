@@ -1,0 +1,154 @@
+"""The reservation's shape and the rules that need no database.
+
+REST bodies and the model's tool arguments both end up as a `ReservationRequest`, so a booking
+made by voice and one made over HTTP are checked by the same code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_OTHER_INFO_BYTES = 4096
+NAME_MAX = 100
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is not a valid phone number for the given default region."""
+
+
+def normalize_phone(raw: str, region: str) -> str:
+    """Return the E.164 form ("+6598207272") of a number typed or spoken in many ways.
+
+    A number without a country code is read in `region`; one that starts with that region's
+    country code but no "+" ("6598207272") is accepted too, since callers often say it that way.
+    """
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not text or len(text) > 40:
+        raise InvalidPhoneNumber("phone number is empty or too long")
+    country_code = str(phonenumbers.country_code_for_region(region))
+    candidates = [text]
+    if text.startswith(country_code):
+        candidates.append("+" + text)
+    for candidate in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    raise InvalidPhoneNumber(f"{text!r} is not a valid phone number")
+
+
+def mask_phone(e164: str) -> str:
+    """Phone numbers in logs show only their last four digits."""
+    return "*" * max(len(e164) - 4, 0) + e164[-4:]
+
+
+class ReservationRequest(BaseModel):
+    """A booking as asked for; `validate_request` fills in the context-dependent rules."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    phone_number: str = Field(min_length=1, max_length=40)
+    reservation_date: dt.date
+    reservation_time: dt.time
+    party_size: int = Field(ge=1, le=20, strict=True)
+    other_info: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("reservation_date", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> dt.date:
+        return parse_iso_date(value)
+
+    @field_validator("reservation_time", mode="before")
+    @classmethod
+    def _hh_mm(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = dt.datetime.strptime(value, "%H:%M")
+            except ValueError:
+                raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30") from None
+            if len(value) != 5:
+                raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
+            return parsed.time()
+        if isinstance(value, dt.time):
+            return value
+        raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
+
+    @field_validator("other_info")
+    @classmethod
+    def _small_object(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(orjson.dumps(value)) > MAX_OTHER_INFO_BYTES:
+            raise ValueError(f"must be at most {MAX_OTHER_INFO_BYTES} bytes of JSON")
+        return value
+
+
+def parse_iso_date(value: Any) -> dt.date:
+    """Only the strict `YYYY-MM-DD` form: "12/01" means different days in different places."""
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date as YYYY-MM-DD")
+
+
+class RequestInvalid(Exception):
+    """Field-level problems, as {field: message}; becomes a 422 or a tool error."""
+
+    def __init__(self, fields: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+def validate_request(data: Any, *, region: str, today: dt.date) -> ReservationRequest:
+    """Parse and check a booking; the phone comes back in E.164. Raises `RequestInvalid`."""
+    if not isinstance(data, dict):
+        raise RequestInvalid({"body": "must be a JSON object"})
+    fields: dict[str, str] = {}
+    try:
+        request = ReservationRequest.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            loc = str(error["loc"][0]) if error["loc"] else "body"
+            fields.setdefault(loc, _message(error))
+        request = None
+    phone_raw = data.get("phone_number")
+    if "phone_number" not in fields and isinstance(phone_raw, str):
+        try:
+            phone = normalize_phone(phone_raw, region)
+        except InvalidPhoneNumber as exc:
+            fields["phone_number"] = str(exc)
+            phone = None
+    if "reservation_date" not in fields:
+        when = request.reservation_date if request else _date_or_none(data["reservation_date"])
+        if when is not None and when < today:
+            fields["reservation_date"] = f"must not be in the past (today is {today.isoformat()})"
+    if fields or request is None:
+        raise RequestInvalid(fields)
+    return request.model_copy(update={"phone_number": phone})
+
+
+def _date_or_none(value: Any) -> dt.date | None:
+    try:
+        return parse_iso_date(value)
+    except ValueError:
+        return None
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,149 @@
+"""Shared fixtures: a throwaway PostgreSQL database, a pool on it, and a live server on loopback.
+
+With `DATABASE_URL` set (CI does) the tests create their own database on that server and drop it
+at the end; without it they start the embedded PostgreSQL under `.data/test-pg`. Either way every
+test talks to a real server over a real connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import uvicorn
+
+from server.app import create_app
+from server.database import Database, open_database, start_embedded
+from server.settings import PROJECT_ROOT, Settings
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server DSN, pointing at database `name`."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    embedded = start_embedded(PROJECT_ROOT / ".data" / "test-pg")
+    try:
+        yield embedded.uri
+    finally:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def test_dsn(admin_dsn: str) -> AsyncIterator[str]:
+    name = f"reservations_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield with_database(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings(test_dsn: str) -> Settings:
+    return Settings(
+        database_url=test_dsn,
+        db_startup_wait_s=2.0,
+        _env_file=None,  # type: ignore[call-arg]  # a developer's .env must not leak into tests
+    )
+
+
+@pytest.fixture(scope="session")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = await open_database(settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def pool(database: Database) -> asyncpg.Pool:
+    """The session pool, on an empty reservations table."""
+    await database.pool.execute("TRUNCATE reservations")
+    return database.pool
+
+
+def free_socket() -> socket.socket:
+    """A bound loopback socket: the port is known before the server starts."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that tells us when start-up (lifespan included) has finished."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    def install_signal_handlers(self) -> None:  # the test runner owns signals
+        pass
+
+
+@dataclass
+class LiveServer:
+    url: str  # http://127.0.0.1:PORT
+    ws_url: str  # ws://127.0.0.1:PORT
+    settings: Settings
+
+
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
+    """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", lifespan="on",
+        ws_max_size=settings.max_client_frame_bytes,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait({task, ready}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    if not server.ready.is_set():
+        ready.cancel()
+        if task.done():
+            task.result()  # start-up failed: raise its error
+        raise RuntimeError("server did not start within 30 s")
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+async def live_server(settings: Settings, database: Database) -> AsyncIterator[LiveServer]:
+    async with serve_app(settings) as live:
+        yield live

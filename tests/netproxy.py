@@ -1,0 +1,89 @@
+"""A loopback TCP proxy whose link can be cut and restored: a database outage on demand.
+
+The pool connects through it to the real PostgreSQL; `cut()` drops every open connection and
+refuses new ones, `restore()` lets them through again. Nothing is mocked: asyncpg sees exactly
+what it would see if the server went away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import parse_qs, urlsplit
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+class CuttableProxy:
+    def __init__(self, target_dsn: str):
+        parts = urlsplit(target_dsn)
+        query = parse_qs(parts.query)
+        self._unix = None
+        if "host" in query and query["host"][0].startswith("/"):
+            port = parts.port or 5432
+            self._unix = f"{query['host'][0]}/.s.PGSQL.{port}"
+        self._tcp = (parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._target = parts
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+        self.up = True
+
+    def dsn(self) -> str:
+        """The target DSN, rerouted through this proxy."""
+        user = self._target.username or "postgres"
+        return f"postgresql://{user}@127.0.0.1:{self.port}{self._target.path}"
+
+    async def start(self) -> CuttableProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.up:
+            writer.close()
+            return
+        try:
+            if self._unix:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._tcp)
+        except OSError:
+            writer.close()
+            return
+        self._links.update((writer, up_writer))
+        for task in (
+            asyncio.create_task(_pump(reader, up_writer)),
+            asyncio.create_task(_pump(up_reader, writer)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def cut(self) -> None:
+        self.up = False
+        for writer in self._links:
+            writer.transport.abort()
+        self._links.clear()
+
+    def restore(self) -> None:
+        self.up = True
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
