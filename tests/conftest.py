@@ -123,7 +123,9 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
     sock = free_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(settings), log_level="warning", lifespan="on",
+        create_app(settings),
+        log_level="warning",
+        lifespan="on",
         ws_max_size=settings.max_client_frame_bytes,
     )
     server = _Server(config)

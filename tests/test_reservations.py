@@ -82,8 +82,9 @@ async def test_todays_reservation_is_still_upcoming(pool):
 
 async def test_updated_at_is_kept_current(pool):
     created = (await reservations.book(pool, request(), TODAY)).reservation
-    await pool.execute("UPDATE reservations SET party_size = 6 WHERE phone_number = $1",
-                       created.phone_number)
+    await pool.execute(
+        "UPDATE reservations SET party_size = 6 WHERE phone_number = $1", created.phone_number
+    )
     row = await reservations.find(pool, created.phone_number)
     assert row.updated_at > created.updated_at
     assert row.created_at == created.created_at
