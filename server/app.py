@@ -6,21 +6,27 @@ handler finds what it needs on `app.state`, so nothing else holds global state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from server import api
 from server.database import open_database
 from server.openapi import build_openapi
+from server.realtime.instructions import session_update
+from server.realtime.model_client import ModelClient
+from server.realtime.relay import Relay
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
+from tools import ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
 
@@ -28,15 +34,34 @@ log = logging.getLogger("server.app")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
+    registry = default_registry()
+    relay = Relay(
+        connect_model=_not_started,
+        run_tool=_not_started,
+        session_update=lambda: session_update(settings, registry.schemas()),
+        max_sessions=settings.max_sessions,
+        max_frame_bytes=settings.max_client_frame_bytes,
+        idle_timeout_s=settings.session_idle_timeout_s,
+        tool_timeout_s=settings.tool_timeout_s,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = await open_database(settings)
-        app.state.database = database
-        app.state.pool = database.pool
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            database = await open_database(settings)
+            stack.push_async_callback(database.close)
+            app.state.database = database
+            app.state.pool = database.pool
+
+            context = ToolContext(pool=database.pool, settings=settings)
+
+            async def run_tool(name: str, arguments: str) -> ToolResult:
+                return await registry.run(name, arguments, context, settings.tool_timeout_s)
+
+            model = await stack.enter_async_context(model_client(settings))
+            relay.connect_model = model.connect
+            relay.run_tool = run_tool
             yield
-        finally:
-            await database.close()
 
     openapi_document = build_openapi()
 
@@ -44,7 +69,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return api.JSONResponse(openapi_document)
 
     app = Starlette(
-        routes=[*api.routes, Route("/openapi.json", openapi, methods=["GET"])],
+        routes=[
+            *api.routes,
+            Route("/openapi.json", openapi, methods=["GET"]),
+            WebSocketRoute("/v1/realtime", relay.endpoint),
+        ],
         lifespan=lifespan,
         exception_handlers={
             api.ApiError: _api_error,
@@ -54,7 +83,49 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.settings = settings
+    app.state.relay = relay
     return app
+
+
+async def _not_started(*args: object) -> Any:
+    raise RuntimeError("the app's lifespan has not run")
+
+
+@asynccontextmanager
+async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
+    """The OpenAI Realtime API when a key is set; else the offline model, run in this process.
+
+    OPENAI_BASE_URL without a key points at a local model of the same protocol (tests, benches).
+    """
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    base_url = settings.openai_base_url
+    offline = None
+    if key is None and base_url is None:
+        from server import offline_model
+
+        offline = await offline_model.start(
+            host="127.0.0.1", port=0, timezone=settings.restaurant_timezone
+        )
+        base_url = offline.url
+        log.info(
+            "model: no OPENAI_API_KEY, using the offline model at %s (typed turns only)", base_url
+        )
+    elif key is None:
+        log.info("model: %s at %s (no OPENAI_API_KEY set)", settings.realtime_model, base_url)
+    else:
+        log.info("model: %s at %s", settings.realtime_model, base_url or "the OpenAI API")
+    client = ModelClient(
+        api_key=key or "offline",
+        base_url=base_url,
+        model=settings.realtime_model,
+        timeout_s=settings.model_connect_timeout_s,
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+        if offline is not None:
+            await offline.close()
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

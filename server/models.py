@@ -49,17 +49,14 @@ def mask_phone(e164: str) -> str:
     return "*" * max(len(e164) - 4, 0) + e164[-4:]
 
 
-class ReservationRequest(BaseModel):
-    """A booking as asked for; `validate_request` fills in the context-dependent rules."""
+class Slot(BaseModel):
+    """When and for how many: all that `check_availability` needs."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=NAME_MAX)
-    phone_number: str = Field(min_length=1, max_length=40)
     reservation_date: dt.date
     reservation_time: dt.time
     party_size: int = Field(ge=1, le=20, strict=True)
-    other_info: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("reservation_date", mode="before")
     @classmethod
@@ -68,18 +65,23 @@ class ReservationRequest(BaseModel):
 
     @field_validator("reservation_time", mode="before")
     @classmethod
-    def _hh_mm(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                parsed = dt.datetime.strptime(value, "%H:%M")
-            except ValueError:
-                raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30") from None
-            if len(value) != 5:
-                raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
-            return parsed.time()
+    def _hh_mm(cls, value: Any) -> dt.time:
         if isinstance(value, dt.time):
             return value
+        if isinstance(value, str) and len(value) == 5:
+            try:
+                return dt.datetime.strptime(value, "%H:%M").time()
+            except ValueError:
+                pass
         raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
+
+
+class ReservationRequest(Slot):
+    """A booking as asked for; `validate_request` adds the rules that need context."""
+
+    name: str = Field(min_length=1, max_length=NAME_MAX)
+    phone_number: str = Field(min_length=1, max_length=40)
+    other_info: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("other_info")
     @classmethod
@@ -109,29 +111,43 @@ class RequestInvalid(Exception):
         self.fields = fields
 
 
-def validate_request(data: Any, *, region: str, today: dt.date) -> ReservationRequest:
-    """Parse and check a booking; the phone comes back in E.164. Raises `RequestInvalid`."""
+def _validate(model: type[Slot], data: Any, today: dt.date) -> tuple[Any, dict[str, str]]:
+    """The model (or None) and every field problem, the past-date rule included."""
     if not isinstance(data, dict):
         raise RequestInvalid({"body": "must be a JSON object"})
     fields: dict[str, str] = {}
     try:
-        request = ReservationRequest.model_validate(data)
+        parsed = model.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False, include_input=False):
             loc = str(error["loc"][0]) if error["loc"] else "body"
             fields.setdefault(loc, _message(error))
-        request = None
+        parsed = None
+    if "reservation_date" not in fields:
+        when = parsed.reservation_date if parsed else _date_or_none(data["reservation_date"])
+        if when is not None and when < today:
+            fields["reservation_date"] = f"must not be in the past (today is {today.isoformat()})"
+    return parsed, fields
+
+
+def validate_slot(data: Any, *, today: dt.date) -> Slot:
+    """Check a date, time and party size. Raises `RequestInvalid`."""
+    slot, fields = _validate(Slot, data, today)
+    if fields:
+        raise RequestInvalid(fields)
+    return slot
+
+
+def validate_request(data: Any, *, region: str, today: dt.date) -> ReservationRequest:
+    """Parse and check a booking; the phone comes back in E.164. Raises `RequestInvalid`."""
+    request, fields = _validate(ReservationRequest, data, today)
+    phone = None
     phone_raw = data.get("phone_number")
     if "phone_number" not in fields and isinstance(phone_raw, str):
         try:
             phone = normalize_phone(phone_raw, region)
         except InvalidPhoneNumber as exc:
             fields["phone_number"] = str(exc)
-            phone = None
-    if "reservation_date" not in fields:
-        when = request.reservation_date if request else _date_or_none(data["reservation_date"])
-        if when is not None and when < today:
-            fields["reservation_date"] = f"must not be in the past (today is {today.isoformat()})"
     if fields or request is None:
         raise RequestInvalid(fields)
     return request.model_copy(update={"phone_number": phone})

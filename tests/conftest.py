@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from server.app import create_app
+from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
 from server.database import Database, open_database, start_embedded
 from server.settings import PROJECT_ROOT, Settings
 
@@ -126,7 +127,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
         create_app(settings),
         log_level="warning",
         lifespan="on",
-        ws_max_size=settings.max_client_frame_bytes,
+        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -1,0 +1,142 @@
+"""The model's tools: each one a JSON Schema beside its async handler, gathered in a registry.
+
+The relay knows nothing of SQL: it is handed a `ToolRegistry` and calls `run(name, arguments)`.
+Every outcome -- success, refusal, invalid arguments, database trouble, timeout -- comes back as
+a `ToolResult`: JSON the model can speak from, and the event the page is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+from server.realtime import protocol as p
+from server.reservations import DatabaseUnavailable
+from server.settings import Settings
+
+log = logging.getLogger("tools")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a handler may use: the shared pool and the settings. Nothing of the relay."""
+
+    pool: asyncpg.Pool
+    settings: Settings
+
+
+@dataclass
+class ToolResult:
+    output: dict[str, Any]  # sent to the model as the function_call_output (JSON)
+    page_event: dict[str, Any] | None = None  # a custom event for the page, if any
+    duration_ms: float = 0.0
+
+    def output_json(self) -> str:
+        return orjson.dumps(self.output).decode()
+
+
+class ToolArgumentsInvalid(Exception):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[ToolResult]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    handler: Handler
+
+    def schema(self) -> dict[str, Any]:
+        """The entry for `session.update`'s `tools` list."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+
+
+def failure(code: str, message: str, **extra: Any) -> ToolResult:
+    """A refusal the model can say in words, and the page shows as `reservation.failed`."""
+    output = {"ok": False, "error": code, "message": message, **extra}
+    return ToolResult(output, p.custom_event(p.RESERVATION_FAILED, reason=code, message=message))
+
+
+@dataclass
+class ToolRegistry:
+    tools: dict[str, Tool] = field(default_factory=dict)
+
+    def add(self, tool: Tool) -> None:
+        self.tools[tool.name] = tool
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self.tools.values()]
+
+    async def run(
+        self, name: str, arguments: str, context: ToolContext, timeout_s: float
+    ) -> ToolResult:
+        """Run one call. Never raises (except cancellation): every failure is a `ToolResult`."""
+        started = time.perf_counter()
+        result = await self._run(name, arguments, context, timeout_s)
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return result
+
+    async def _run(
+        self, name: str, arguments: str, context: ToolContext, timeout_s: float
+    ) -> ToolResult:
+        tool = self.tools.get(name)
+        if tool is None:
+            return failure("unknown_tool", f"There is no tool called {name!r}.")
+        try:
+            args = orjson.loads(arguments) if arguments.strip() else {}
+        except orjson.JSONDecodeError:
+            return failure("invalid_arguments", "The tool arguments were not valid JSON.")
+        if not isinstance(args, dict):
+            return failure("invalid_arguments", "The tool arguments must be a JSON object.")
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await tool.handler(args, context)
+        except ToolArgumentsInvalid as exc:
+            return failure(
+                "invalid_arguments",
+                "Some details are missing or invalid: " + _sentence(exc.fields),
+                fields=exc.fields,
+            )
+        except TimeoutError:
+            log.warning("tool %s timed out after %.1fs", name, timeout_s)
+            return failure("timeout", "That took too long and was not completed. Please try again.")
+        except DatabaseUnavailable as exc:
+            log.warning("tool %s: database unavailable: %s", name, exc)
+            return failure(
+                "database_unavailable",
+                "I could not reach the reservation system just now. "
+                "Nothing was saved; please try again in a moment.",
+            )
+        except Exception:
+            log.exception("tool %s failed", name)
+            return failure("internal_error", "Something went wrong on our side. Please try again.")
+
+
+def _sentence(fields: dict[str, str]) -> str:
+    return "; ".join(f"{name.replace('_', ' ')} {problem}" for name, problem in fields.items())
+
+
+def default_registry() -> ToolRegistry:
+    from tools.booking import BOOKING_TOOLS
+
+    registry = ToolRegistry()
+    for tool in BOOKING_TOOLS:
+        registry.add(tool)
+    return registry

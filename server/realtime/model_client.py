@@ -1,0 +1,96 @@
+"""Opening the model connection, through the `openai` SDK's realtime client.
+
+The SDK builds the URL (`{base_url}/realtime?model=…`, http→ws), sends `Authorization: Bearer
+<key>` and owns the handshake; we use its raw `send_raw` / `recv_bytes` so audio frames are never
+parsed into SDK models on the hot path. `ModelConnection` is the small surface the relay needs,
+which tests can also satisfy with any object of the same shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from openai import AsyncOpenAI
+
+MODEL_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+
+class ModelConnection(Protocol):
+    async def send(self, text: str) -> None: ...
+    async def recv(self) -> str: ...
+    async def close(self) -> None: ...
+
+
+class ModelUnavailable(Exception):
+    """The model connection could not be opened; `code` says why in one word for the client."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _SdkConnection:
+    def __init__(self, connection: object):
+        self._conn = connection
+
+    async def send(self, text: str) -> None:
+        await self._conn.send_raw(text)  # type: ignore[attr-defined]
+
+    async def recv(self) -> str:
+        data: bytes = await self._conn.recv_bytes()  # type: ignore[attr-defined]
+        return data.decode()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.close()  # type: ignore[attr-defined]
+
+
+class ModelClient:
+    """One SDK client per process; `connect()` opens one model session per call."""
+
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout_s: float):
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self._client = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+
+    async def connect(self) -> ModelConnection:
+        import websockets.exceptions as ws_errors
+
+        manager = self._client.realtime.connect(
+            model=self.model,
+            websocket_connection_options={
+                "max_size": MODEL_MAX_FRAME_BYTES,
+                "compression": None,  # base64 audio does not compress; deflate only costs CPU
+                "open_timeout": self.timeout_s,
+                "close_timeout": 2,
+                "ping_interval": 20,
+                "ping_timeout": 20,
+            },
+        )
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                connection = await manager.enter()
+        except TimeoutError:
+            raise ModelUnavailable(
+                "model_timeout", f"The model did not answer within {self.timeout_s:g}s."
+            ) from None
+        except ws_errors.InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise ModelUnavailable(
+                    "model_auth_failed", "The model refused the server's credentials."
+                ) from None
+            raise ModelUnavailable(
+                "model_unavailable", f"The model refused the connection (HTTP {status})."
+            ) from None
+        except (OSError, ws_errors.WebSocketException) as exc:
+            raise ModelUnavailable(
+                "model_unavailable", f"Could not reach the model: {type(exc).__name__}."
+            ) from None
+        return _SdkConnection(connection)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,482 @@
+"""The relay's decisions, with no I/O: an event goes in, a list of actions comes out.
+
+`RelaySession` sees every frame in both directions and decides what to forward, what to refuse,
+which tool call to run and when the model should speak again. The socket code in `relay.py` only
+carries the actions out, so every branch here -- the allow-list, the tool-call loop, barge-in,
+the figures -- is testable with plain strings (the sans-I/O style of h11 and websockets).
+
+Hot path: audio frames are recognised by a prefix check and forwarded as the same string, never
+decoded from base64 nor re-serialised. Only events the relay acts on are parsed.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from server.realtime import protocol as p
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToModel:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToClient:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunTool:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+Action = ToModel | ToClient | RunTool | Close
+
+# --- the small parts of the protocol that are ours to police ---------------------------------
+
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013
+
+VOICES = frozenset(
+    {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"}
+)
+TURN_DETECTION_KEYS = frozenset(
+    {
+        "type",
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "create_response",
+        "interrupt_response",
+        "eagerness",
+        "idle_timeout_ms",
+    }
+)
+RESPONSE_CREATE_KEYS = frozenset({"metadata", "output_modalities"})
+USER_CONTENT_TYPES = frozenset({"input_text", "input_audio"})
+USAGE_KEYS = ("total_tokens", "input_tokens", "output_tokens")
+DETAIL_KEYS = ("text_tokens", "audio_tokens", "cached_tokens")
+
+# Model events the relay acts on; every other event is forwarded without being parsed.
+_ACTED_ON = frozenset(
+    {p.SPEECH_STOPPED, p.RESPONSE_CREATED, p.RESPONSE_DONE, p.FUNCTION_ARGS_DONE, p.ERROR}
+)
+_TYPE_PREFIX = '{"type":"'
+_APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
+_AUDIO_DELTA_PREFIX = '{"type":"response.output_audio.delta"'
+_KEEP = 50  # figures kept per session for session.stats
+
+
+def peek_type(text: str) -> str | None:
+    """The event type when it is the first key (as both OpenAI and our page send it), else None."""
+    if text.startswith(_TYPE_PREFIX):
+        end = text.find('"', 9)
+        if end > 9:
+            return text[9:end]
+    return None
+
+
+class Refused(Exception):
+    """A client event we will not forward; becomes an `error` event naming its event_id."""
+
+    def __init__(self, code: str, message: str, param: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.param = code, message, param
+
+
+# --- state ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Response:
+    call_ids: list[str] = field(default_factory=list)
+    done: bool = False
+    status: str = ""
+    followed_up: bool = False
+
+
+@dataclass
+class Stats:
+    reply_latencies_ms: list[float] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    responses: int = 0
+    audio_frames_in: int = 0
+    audio_frames_out: int = 0
+    refused: int = 0
+
+    def add_usage(self, usage: Any) -> None:
+        if not isinstance(usage, dict):
+            return
+        for key in USAGE_KEYS:
+            self._add(key, usage.get(key))
+        for side in ("input", "output"):
+            details = usage.get(f"{side}_token_details")
+            if isinstance(details, dict):
+                for key in DETAIL_KEYS:
+                    self._add(f"{side}_{key}", details.get(key))
+
+    def _add(self, key: str, value: Any) -> None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            self.usage[key] = self.usage.get(key, 0) + value
+
+    def as_event_fields(self) -> dict[str, Any]:
+        latencies = self.reply_latencies_ms
+        summary = (
+            {
+                "count": len(latencies),
+                "last": latencies[-1],
+                "p50": round(statistics.median(latencies), 1),
+                "max": max(latencies),
+            }
+            if latencies
+            else {"count": 0}
+        )
+        return {
+            "reply_latency_ms": summary,
+            "reply_latencies_ms": latencies[-_KEEP:],
+            "tool_calls": self.tool_calls[-_KEEP:],
+            "usage": dict(self.usage),
+            "responses": self.responses,
+            "audio_frames_in": self.audio_frames_in,
+            "audio_frames_out": self.audio_frames_out,
+            "refused_events": self.refused,
+        }
+
+
+class RelaySession:
+    """One call's protocol state. Feed it frames and tool results; carry out what it returns."""
+
+    def __init__(self, *, max_frame_chars: int, session_update: dict[str, Any]):
+        self.max_frame_chars = max_frame_chars
+        self.session_update = session_update
+        self.stats = Stats()
+        self._responses: dict[str, _Response] = {}
+        self._calls: dict[str, tuple[str, str, float]] = {}  # call_id -> (response_id, name, t0)
+        self._seen_calls: set[str] = set()
+        self._outputs_sent: set[str] = set()
+        self._active_response: str | None = None
+        self._create_in_flight = False
+        self._speech_stopped_at: float | None = None
+        self._oversized = 0
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start(self) -> list[Action]:
+        """The server's own session.update, sent before any client event is forwarded."""
+        return [ToModel(orjson.dumps(self.session_update).decode())]
+
+    # -- client -> model ----------------------------------------------------------------------
+
+    def client_text(self, text: str) -> list[Action]:
+        if len(text) > self.max_frame_chars:
+            return self._oversize(len(text))
+        if text.startswith(_APPEND_PREFIX):
+            self.stats.audio_frames_in += 1
+            return [ToModel(text)]
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return self._refuse(Refused("invalid_json", "The event is not valid JSON."), None)
+        client_event_id = event.get("event_id") if isinstance(event, dict) else None
+        if not isinstance(client_event_id, str):
+            client_event_id = None
+        try:
+            forward = self._check_client_event(event)
+        except Refused as refusal:
+            return self._refuse(refusal, client_event_id)
+        if forward is not None:
+            return [ToModel(orjson.dumps(forward).decode())]
+        if event["type"] == p.INPUT_AUDIO_APPEND:
+            self.stats.audio_frames_in += 1
+        return [ToModel(text)]
+
+    def client_binary(self) -> list[Action]:
+        refusal = Refused("binary_not_supported", "Send events as JSON text frames.")
+        return self._refuse(refusal, None)
+
+    def _oversize(self, size: int) -> list[Action]:
+        self._oversized += 1
+        refusal = Refused(
+            "frame_too_large",
+            f"Event of {size} characters is over the {self.max_frame_chars} limit; "
+            "send audio in smaller chunks.",
+        )
+        actions = self._refuse(refusal, None)
+        if self._oversized >= 3:
+            actions.append(Close(CLOSE_TOO_BIG, "repeated oversized frames"))
+        return actions
+
+    def _refuse(self, refusal: Refused, client_event_id: str | None) -> list[Action]:
+        self.stats.refused += 1
+        event = p.error_event(
+            refusal.code, refusal.message, client_event_id=client_event_id, param=refusal.param
+        )
+        return [ToClient(orjson.dumps(event).decode())]
+
+    def _check_client_event(self, event: Any) -> dict[str, Any] | None:
+        """Raise `Refused`, or return a sanitised replacement, or None to forward as sent."""
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            raise Refused("invalid_event", "An event must be a JSON object with a string 'type'.")
+        kind = event["type"]
+        if kind not in p.CLIENT_ALLOWED:
+            allowed = ", ".join(sorted(p.CLIENT_ALLOWED))
+            raise Refused(
+                "event_not_allowed",
+                f"'{kind[:80]}' is not accepted from clients (allowed: {allowed}).",
+            )
+        if kind == p.ITEM_CREATE:
+            _check_user_item(event.get("item"))
+        elif kind == p.SESSION_UPDATE:
+            return _sanitise_session_update(event)
+        elif kind == p.RESPONSE_CREATE:
+            response = event.get("response")
+            if response is not None:
+                if not isinstance(response, dict):
+                    raise Refused("invalid_event", "'response' must be an object.", "response")
+                extra = sorted(set(response) - RESPONSE_CREATE_KEYS)
+                if extra:
+                    raise Refused(
+                        "response_field_not_allowed",
+                        f"response.{extra[0]} is set by the server only.",
+                        f"response.{extra[0]}",
+                    )
+        return None
+
+    # -- model -> client ----------------------------------------------------------------------
+
+    def model_text(self, text: str, now: float) -> list[Action]:
+        kind = peek_type(text)
+        if kind == p.OUTPUT_AUDIO_DELTA:
+            self.stats.audio_frames_out += 1
+            if self._speech_stopped_at is not None:
+                self._record_latency(now)
+            return [ToClient(text)]
+        if kind is not None and kind not in _ACTED_ON:
+            return [ToClient(text)]
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [ToClient(text)]  # not ours to judge; the client sees what the model sent
+        if not isinstance(event, dict):
+            return [ToClient(text)]
+        return [ToClient(text), *self._model_event(event, now)]
+
+    def _record_latency(self, now: float) -> None:
+        assert self._speech_stopped_at is not None
+        self.stats.reply_latencies_ms.append(round((now - self._speech_stopped_at) * 1000, 1))
+        del self.stats.reply_latencies_ms[:-_KEEP]
+        self._speech_stopped_at = None
+
+    def _model_event(self, event: dict[str, Any], now: float) -> list[Action]:
+        kind = event.get("type")
+        if kind == p.OUTPUT_AUDIO_DELTA:  # reached here only when "type" was not the first key
+            self.stats.audio_frames_out += 1
+            if self._speech_stopped_at is not None:
+                self._record_latency(now)
+        elif kind == p.SPEECH_STOPPED:
+            self._speech_stopped_at = now
+        elif kind == p.RESPONSE_CREATED:
+            response_id = _response_id(event)
+            self._create_in_flight = False
+            self._active_response = response_id
+            self._responses.setdefault(response_id, _Response())
+        elif kind == p.FUNCTION_ARGS_DONE:
+            return self._function_call(event, now)
+        elif kind == p.RESPONSE_DONE:
+            return self._response_done(event)
+        return []
+
+    def _function_call(self, event: dict[str, Any], now: float) -> list[Action]:
+        call_id, name = event.get("call_id"), event.get("name")
+        arguments = event.get("arguments")
+        if not isinstance(call_id, str) or call_id in self._seen_calls:
+            return []  # the same call_id never runs twice
+        self._seen_calls.add(call_id)
+        response_id = event.get("response_id") or self._active_response or ""
+        self._responses.setdefault(response_id, _Response()).call_ids.append(call_id)
+        self._calls[call_id] = (response_id, str(name), now)
+        return [RunTool(call_id, str(name), arguments if isinstance(arguments, str) else "")]
+
+    def _response_done(self, event: dict[str, Any]) -> list[Action]:
+        response = event.get("response") if isinstance(event.get("response"), dict) else {}
+        response_id = _response_id(event)
+        state = self._responses.setdefault(response_id, _Response())
+        state.done, state.status = True, str(response.get("status", ""))
+        if self._active_response == response_id:
+            self._active_response = None
+        self.stats.responses += 1
+        self.stats.add_usage(response.get("usage"))
+        actions = self._follow_up()
+        actions.append(ToClient(orjson.dumps(self.stats_event()).decode()))
+        return actions
+
+    # -- tool results -------------------------------------------------------------------------
+
+    def tool_finished(
+        self,
+        call_id: str,
+        output_json: str,
+        page_event: dict[str, Any] | None,
+        duration_ms: float,
+        ok: bool,
+    ) -> list[Action]:
+        """The tool's output to the model, its event to the page, and maybe `response.create`."""
+        _, name, _ = self._calls.get(call_id, ("", "?", 0.0))
+        self._outputs_sent.add(call_id)
+        self.stats.tool_calls.append({"name": name, "duration_ms": duration_ms, "ok": ok})
+        del self.stats.tool_calls[:-_KEEP]
+        item = {
+            "type": p.ITEM_CREATE,
+            "event_id": p.event_id("relay"),
+            "item": {"type": "function_call_output", "call_id": call_id, "output": output_json},
+        }
+        actions: list[Action] = [ToModel(orjson.dumps(item).decode())]
+        if page_event is not None:
+            actions.append(ToClient(orjson.dumps(page_event).decode()))
+        actions.extend(self._follow_up())
+        return actions
+
+    def _follow_up(self) -> list[Action]:
+        """One `response.create` once a response that called tools is done and all outputs sent.
+
+        Only one response may be in progress, so it waits while another is active. A response
+        that was cancelled (barge-in, client cancel) or failed gets no follow-up: the caller's
+        next turn starts the next response, and it sees the outputs in the conversation.
+        """
+        ready = []
+        for state in self._responses.values():
+            if state.followed_up or not state.done or not state.call_ids:
+                continue
+            if all(c in self._outputs_sent for c in state.call_ids):
+                ready.append(state)
+        if not ready:
+            return []
+        wanted = any(state.status == "completed" for state in ready)
+        if wanted and (self._active_response is not None or self._create_in_flight):
+            return []  # try again when the active response is done
+        for state in ready:
+            state.followed_up = True
+        if not wanted:
+            return []
+        self._create_in_flight = True
+        create = {"type": p.RESPONSE_CREATE, "event_id": p.event_id("relay")}
+        return [ToModel(orjson.dumps(create).decode())]
+
+    @property
+    def pending_calls(self) -> int:
+        return len(self._seen_calls - self._outputs_sent)
+
+    def stats_event(self) -> dict[str, Any]:
+        return p.custom_event(p.SESSION_STATS, **self.stats.as_event_fields())
+
+
+def _response_id(event: dict[str, Any]) -> str:
+    response = event.get("response")
+    if isinstance(response, dict) and isinstance(response.get("id"), str):
+        return response["id"]
+    return ""
+
+
+def _check_user_item(item: Any) -> None:
+    if not isinstance(item, dict):
+        raise Refused("invalid_event", "'item' must be an object.", "item")
+    if item.get("type") != "message" or item.get("role") != "user":
+        raise Refused(
+            "item_not_allowed",
+            "Clients may only add user messages; tool outputs and other items are the server's.",
+            "item.type",
+        )
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise Refused("invalid_event", "'item.content' must be a non-empty list.", "item.content")
+    for part in content:
+        if not isinstance(part, dict) or part.get("type") not in USER_CONTENT_TYPES:
+            raise Refused(
+                "item_not_allowed",
+                "User message content may be input_text or input_audio only.",
+                "item.content",
+            )
+
+
+def _sanitise_session_update(event: dict[str, Any]) -> dict[str, Any]:
+    """Keep the harmless fields (voice, turn detection, noise reduction); refuse the rest."""
+    session = event.get("session")
+    if not isinstance(session, dict):
+        raise Refused("invalid_event", "'session' must be an object.", "session")
+    audio_in: dict[str, Any] = {}
+    audio_out: dict[str, Any] = {}
+    for key, value in session.items():
+        if key == "type" and value == "realtime":
+            continue
+        if key != "audio" or not isinstance(value, dict):
+            raise _not_yours(f"session.{key}")
+        for side, settings in value.items():
+            if side not in ("input", "output") or not isinstance(settings, dict):
+                raise _not_yours(f"session.audio.{side}")
+            for name, setting in settings.items():
+                path = f"session.audio.{side}.{name}"
+                if side == "output" and name == "voice":
+                    if setting not in VOICES:
+                        raise Refused(
+                            "invalid_value", f"Unknown voice {str(setting)[:40]!r}.", path
+                        )
+                    audio_out["voice"] = setting
+                elif side == "input" and name == "turn_detection":
+                    audio_in["turn_detection"] = _check_turn_detection(setting, path)
+                elif side == "input" and name == "noise_reduction":
+                    if setting is not None and setting not in (
+                        {"type": "near_field"},
+                        {"type": "far_field"},
+                    ):
+                        raise Refused("invalid_value", "Unknown noise reduction.", path)
+                    audio_in["noise_reduction"] = setting
+                else:
+                    raise _not_yours(path)
+    audio: dict[str, Any] = {}
+    if audio_in:
+        audio["input"] = audio_in
+    if audio_out:
+        audio["output"] = audio_out
+    sanitised: dict[str, Any] = {"type": p.SESSION_UPDATE, "session": {"type": "realtime"}}
+    if isinstance(event.get("event_id"), str):
+        sanitised["event_id"] = event["event_id"]
+    if audio:
+        sanitised["session"]["audio"] = audio
+    return sanitised
+
+
+def _check_turn_detection(setting: Any, path: str) -> Any:
+    if setting is None:
+        return None
+    if not isinstance(setting, dict) or setting.get("type") not in ("server_vad", "semantic_vad"):
+        raise Refused("invalid_value", "turn_detection must be server_vad or semantic_vad.", path)
+    extra = sorted(set(setting) - TURN_DETECTION_KEYS)
+    if extra:
+        raise _not_yours(f"{path}.{extra[0]}")
+    return setting
+
+
+def _not_yours(path: str) -> Refused:
+    return Refused(
+        "session_field_not_allowed",
+        f"{path} is set by the server; clients may change only the voice and turn detection.",
+        path,
+    )

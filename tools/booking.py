@@ -1,0 +1,231 @@
+"""check_availability, make_reservation, lookup_reservation: schemas beside their handlers.
+
+They go through the same `server.models` rules and `server.reservations` SQL as the REST API, so
+a booking made by voice and one made over HTTP cannot disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from server import reservations
+from server.models import (
+    InvalidPhoneNumber,
+    RequestInvalid,
+    normalize_phone,
+    validate_request,
+    validate_slot,
+)
+from server.realtime import protocol as p
+from tools import Tool, ToolArgumentsInvalid, ToolContext, ToolResult, failure
+
+NAME_MATCH_THRESHOLD = 80  # out of 100; survives "Lovelase" for "Lovelace", not "Alan" for "Ada"
+
+_DATE = {"type": "string", "description": "Date as YYYY-MM-DD in the restaurant's timezone."}
+_TIME = {"type": "string", "description": "Time as HH:MM, 24-hour clock, e.g. 19:30."}
+_PARTY = {"type": "integer", "minimum": 1, "maximum": 20, "description": "Number of guests."}
+_PHONE = {
+    "type": "string",
+    "description": "The caller's phone number as they said it, digits with optional +country code.",
+}
+_NAME = {"type": "string", "description": "The name the booking is under."}
+
+# Argument names as the model sees them -> the reservation fields they fill.
+_FIELD_NAMES = {"reservation_date": "date", "reservation_time": "time", "other_info": "notes"}
+
+
+def spell(code: str) -> str:
+    """ "ABC234" -> "A B C 2 3 4": how the confirmation number should be read out."""
+    return " ".join(code)
+
+
+def speak_date(day: dt.date) -> str:
+    """ "Tuesday 1 December": how a date is said, not written."""
+    return f"{day:%A} {day.day} {day:%B}"
+
+
+def _model_fields(fields: dict[str, str]) -> dict[str, str]:
+    """Name problems by the argument the model sent, not by our column names."""
+    return {_FIELD_NAMES.get(k, k): v for k, v in fields.items()}
+
+
+def _require(args: dict[str, Any], *names: str) -> None:
+    missing = {name: "is required" for name in names if args.get(name) in (None, "")}
+    if missing:
+        raise ToolArgumentsInvalid(missing)
+
+
+# --- check_availability -----------------------------------------------------------------------
+
+
+async def check_availability(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    """Always available, by the product owner's decision: validates the request and says yes.
+
+    A real seating model (covers per slot) would replace the body of this function only.
+    """
+    _require(args, "date", "time", "party_size")
+    unknown = set(args) - {"date", "time", "party_size"}
+    if unknown:
+        raise ToolArgumentsInvalid({k: "is not a known argument" for k in sorted(unknown)})
+    probe = {
+        "reservation_date": args["date"],
+        "reservation_time": args["time"],
+        "party_size": args["party_size"],
+    }
+    try:
+        validate_slot(probe, today=ctx.settings.today())
+    except RequestInvalid as exc:
+        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
+    slot = {"date": args["date"], "time": args["time"], "party_size": args["party_size"]}
+    output = {"ok": True, "available": True, **slot}
+    return ToolResult(output, p.custom_event(p.AVAILABILITY_CHECKED, available=True, **slot))
+
+
+# --- make_reservation -------------------------------------------------------------------------
+
+
+async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    _require(args, "name", "phone_number", "date", "time", "party_size")
+    notes = args.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        raise ToolArgumentsInvalid({"notes": "must be text"})
+    unknown = set(args) - {"name", "phone_number", "date", "time", "party_size", "notes"}
+    if unknown:
+        raise ToolArgumentsInvalid({k: "is not a known argument" for k in sorted(unknown)})
+    body = {
+        "name": args["name"],
+        "phone_number": args["phone_number"],
+        "reservation_date": args["date"],
+        "reservation_time": args["time"],
+        "party_size": args["party_size"],
+        "other_info": {"notes": notes.strip()} if notes and notes.strip() else {},
+    }
+    today = ctx.settings.today()
+    try:
+        request = validate_request(body, region=ctx.settings.default_region, today=today)
+    except RequestInvalid as exc:
+        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
+
+    result = await reservations.book(ctx.pool, request, today)
+    held = result.reservation
+    if result.outcome == "conflict":
+        return failure(
+            "reservation_exists",
+            f"This phone number already has a reservation on {speak_date(held.reservation_date)}"
+            f" at {held.reservation_time:%H:%M}. Only one upcoming booking is allowed per number.",
+            existing={
+                "date": held.reservation_date.isoformat(),
+                "time": f"{held.reservation_time:%H:%M}",
+            },
+        )
+    code = held.confirmation_number
+    reservation = held.to_json()
+    output = {
+        "ok": True,
+        "status": "confirmed" if result.outcome == "created" else "already_booked",
+        "confirmation_number": code,
+        "confirmation_number_spelled": spell(code),
+        "reservation": reservation,
+    }
+    event = p.custom_event(
+        p.RESERVATION_CONFIRMED,
+        reservation=reservation,
+        confirmation_number=code,
+        repeated=result.outcome == "repeated",
+    )
+    return ToolResult(output, event)
+
+
+# --- lookup_reservation -----------------------------------------------------------------------
+
+
+def names_match(said: str, on_booking: str) -> bool:
+    """Fuzzy, to survive transcription ("Ada Lovelase", "ada"), but not a different person."""
+    said, on_booking = said.casefold().strip(), on_booking.casefold().strip()
+    if sum(ch.isalpha() for ch in said) < 2:
+        return False
+    squeezed = fuzz.ratio(said.replace(" ", ""), on_booking.replace(" ", ""))
+    return max(fuzz.token_set_ratio(said, on_booking), squeezed) >= NAME_MATCH_THRESHOLD
+
+
+async def lookup_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    _require(args, "phone_number", "name")
+    if not isinstance(args["name"], str):
+        raise ToolArgumentsInvalid({"name": "must be text"})
+    if not isinstance(args["phone_number"], str):
+        raise ToolArgumentsInvalid({"phone_number": "must be text"})
+    try:
+        phone = normalize_phone(args["phone_number"], ctx.settings.default_region)
+    except InvalidPhoneNumber as exc:
+        raise ToolArgumentsInvalid({"phone_number": str(exc)}) from None
+
+    found = await reservations.find(ctx.pool, phone)
+    # A wrong name gets exactly the answer of no booking: a phone number alone reveals nothing.
+    if found is None or not names_match(args["name"], found.name):
+        message = "I could not find a reservation for that phone number and name."
+        output = {"ok": True, "found": False, "message": message}
+        return ToolResult(output, p.custom_event(p.RESERVATION_NOT_FOUND, message=message))
+    reservation = found.to_json()
+    output = {
+        "ok": True,
+        "found": True,
+        "confirmation_number_spelled": spell(found.confirmation_number),
+        "reservation": reservation,
+    }
+    event = p.custom_event(
+        p.RESERVATION_FOUND,
+        reservation=reservation,
+        confirmation_number=found.confirmation_number,
+    )
+    return ToolResult(output, event)
+
+
+BOOKING_TOOLS = [
+    Tool(
+        "check_availability",
+        "Check whether a table is free for a date, time and party size.",
+        {
+            "type": "object",
+            "properties": {"date": _DATE, "time": _TIME, "party_size": _PARTY},
+            "required": ["date", "time", "party_size"],
+            "additionalProperties": False,
+        },
+        check_availability,
+    ),
+    Tool(
+        "make_reservation",
+        "Book a table once the caller has confirmed every detail. Returns a confirmation "
+        "number to read back character by character.",
+        {
+            "type": "object",
+            "properties": {
+                "name": _NAME,
+                "phone_number": _PHONE,
+                "date": _DATE,
+                "time": _TIME,
+                "party_size": _PARTY,
+                "notes": {
+                    "type": "string",
+                    "description": "Optional requests (allergies, seating).",
+                },
+            },
+            "required": ["name", "phone_number", "date", "time", "party_size"],
+            "additionalProperties": False,
+        },
+        make_reservation,
+    ),
+    Tool(
+        "lookup_reservation",
+        "Find the caller's upcoming reservation by phone number and the name it is under.",
+        {
+            "type": "object",
+            "properties": {"phone_number": _PHONE, "name": _NAME},
+            "required": ["phone_number", "name"],
+            "additionalProperties": False,
+        },
+        lookup_reservation,
+    ),
+]
