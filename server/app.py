@@ -10,13 +10,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from server import api
 from server.database import open_database
@@ -29,6 +31,8 @@ from server.settings import Settings
 from tools import ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", relay.endpoint),
+            Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
         exception_handlers={
