@@ -1,7 +1,7 @@
 """A loopback TCP proxy whose link can be cut and restored: a database outage on demand.
 
 The pool connects through it to the real PostgreSQL; `cut()` drops every open connection and
-refuses new ones, `restore()` lets them through again. Nothing is mocked: asyncpg sees exactly
+refuses new ones, `stall()` holds every byte (a hung server), `restore()` undoes both. Nothing is mocked: asyncpg sees exactly
 what it would see if the server went away.
 """
 
@@ -12,9 +12,12 @@ import contextlib
 from urllib.parse import parse_qs, urlsplit
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: CuttableProxy
+) -> None:
     try:
         while data := await reader.read(65536):
+            await proxy._flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):
@@ -38,6 +41,8 @@ class CuttableProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.up = True
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def dsn(self) -> str:
         """The target DSN, rerouted through this proxy."""
@@ -63,8 +68,8 @@ class CuttableProxy:
             return
         self._links.update((writer, up_writer))
         for task in (
-            asyncio.create_task(_pump(reader, up_writer)),
-            asyncio.create_task(_pump(up_reader, writer)),
+            asyncio.create_task(_pump(reader, up_writer, self)),
+            asyncio.create_task(_pump(up_reader, writer, self)),
         ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -75,8 +80,13 @@ class CuttableProxy:
             writer.transport.abort()
         self._links.clear()
 
+    def stall(self) -> None:
+        """Keep connections open but hold every byte: a database that hangs."""
+        self._flowing.clear()
+
     def restore(self) -> None:
         self.up = True
+        self._flowing.set()
 
     async def close(self) -> None:
         self.cut()

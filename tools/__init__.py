@@ -105,18 +105,32 @@ class ToolRegistry:
             return failure("invalid_arguments", "The tool arguments were not valid JSON.")
         if not isinstance(args, dict):
             return failure("invalid_arguments", "The tool arguments must be a JSON object.")
+        # The handler runs as its own task so the deadline holds even when cancelling it is slow
+        # (asyncpg waits for the server to acknowledge a cancelled query while it releases the
+        # connection). A late handler still finishes within the pool's command timeout.
+        task = asyncio.create_task(tool.handler(args, context), name=f"tool-{name}")
         try:
-            async with asyncio.timeout(timeout_s):
-                return await tool.handler(args, context)
+            done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            task.add_done_callback(_retrieve)
+            log.warning("tool %s timed out after %.1fs", name, timeout_s)
+            return failure(
+                "timeout",
+                "The reservation system did not answer in time, so I cannot confirm it. "
+                "Trying again is safe: the same booking is never made twice.",
+            )
+        try:
+            return task.result()
         except ToolArgumentsInvalid as exc:
             return failure(
                 "invalid_arguments",
                 "Some details are missing or invalid: " + _sentence(exc.fields),
                 fields=exc.fields,
             )
-        except TimeoutError:
-            log.warning("tool %s timed out after %.1fs", name, timeout_s)
-            return failure("timeout", "That took too long and was not completed. Please try again.")
         except DatabaseUnavailable as exc:
             log.warning("tool %s: database unavailable: %s", name, exc)
             return failure(
@@ -127,6 +141,12 @@ class ToolRegistry:
         except Exception:
             log.exception("tool %s failed", name)
             return failure("internal_error", "Something went wrong on our side. Please try again.")
+
+
+def _retrieve(task: asyncio.Task[ToolResult]) -> None:
+    """Collect a timed-out handler's late outcome so asyncio does not warn about it."""
+    if not task.cancelled() and task.exception() is not None:
+        log.info("late tool failure after timeout: %r", task.exception())
 
 
 def _sentence(fields: dict[str, str]) -> str:
