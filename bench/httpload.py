@@ -26,24 +26,40 @@ def post_body(worker: int) -> bytes:
     phone = f"+659{worker:02d}{n:05d}"
     date = (dt.date.today() + dt.timedelta(days=30)).isoformat()
     return json.dumps(
-        {"name": "Load Test", "phone_number": phone, "reservation_date": date,
-         "reservation_time": "19:00", "party_size": 2}
+        {
+            "name": "Load Test",
+            "phone_number": phone,
+            "reservation_date": date,
+            "reservation_time": "19:00",
+            "party_size": 2,
+        }
     ).encode()
 
 
-async def worker(host: str, port: int, method: str, worker_id: int, deadline: float,
-                 latencies: list[float], statuses: Counter[int]) -> None:
+async def worker(
+    host: str,
+    port: int,
+    method: str,
+    worker_id: int,
+    deadline: float,
+    latencies: list[float],
+    statuses: Counter[int],
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while time.perf_counter() < deadline:
             if method == "POST":
                 body = post_body(worker_id)
-                head = (f"POST /api/reservations HTTP/1.1\r\nHost: {host}\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+                head = (
+                    f"POST /api/reservations HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
                 request = head.encode() + body
             else:
-                request = (f"GET /api/reservations/+6590000{worker_id:03d} HTTP/1.1\r\n"
-                           f"Host: {host}\r\n\r\n").encode()
+                request = (
+                    f"GET /api/reservations/+6590000{worker_id:03d} HTTP/1.1\r\n"
+                    f"Host: {host}\r\n\r\n"
+                ).encode()
             started = time.perf_counter()
             writer.write(request)
             status_line = await reader.readline()
@@ -64,16 +80,29 @@ async def run(url: str, method: str, concurrency: int, seconds: float) -> dict:
     statuses: Counter[int] = Counter()
     started = time.perf_counter()
     deadline = started + seconds
-    await asyncio.gather(*(
-        worker(parts.hostname or "127.0.0.1", parts.port or 80, method, i, deadline,
-               latencies, statuses)
-        for i in range(concurrency)
-    ))
+    await asyncio.gather(
+        *(
+            worker(
+                parts.hostname or "127.0.0.1",
+                parts.port or 80,
+                method,
+                i,
+                deadline,
+                latencies,
+                statuses,
+            )
+            for i in range(concurrency)
+        )
+    )
     elapsed = time.perf_counter() - started
     return {
-        "method": method, "concurrency": concurrency, "seconds": round(elapsed, 2),
-        "requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
-        "statuses": dict(statuses), **summary_ms(latencies),
+        "method": method,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 2),
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "statuses": dict(statuses),
+        **summary_ms(latencies),
     }
 
 

@@ -46,8 +46,11 @@ async def query_bench(dsn: str) -> list[dict]:
         for n in range(OPS_PER_CALLER):
             phone = f"+658{index:02d}{n:05d}"
             request = ReservationRequest(
-                name="Bench", phone_number=phone, party_size=2,
-                reservation_date=today + dt.timedelta(days=7), reservation_time=dt.time(19),
+                name="Bench",
+                phone_number=phone,
+                party_size=2,
+                reservation_date=today + dt.timedelta(days=7),
+                reservation_time=dt.time(19),
             )
             started = time.perf_counter()
             result = await reservations.book(database.pool, request, today)
@@ -70,8 +73,8 @@ async def query_bench(dsn: str) -> list[dict]:
     ]
 
 
-async def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_healthy(url: str, process: subprocess.Popen, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
     async with httpx.AsyncClient(timeout=2) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -94,9 +97,24 @@ def rest_bench(dsn: str, port: int = 8765) -> list[dict]:
         rows = []
         for method in ("POST", "GET"):
             out = subprocess.run(
-                [sys.executable, "-m", "bench.httpload", "--url", url, "--method", method,
-                 "--concurrency", str(CALLERS), "--seconds", str(REST_SECONDS)],
-                cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=120,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.httpload",
+                    "--url",
+                    url,
+                    "--method",
+                    method,
+                    "--concurrency",
+                    str(CALLERS),
+                    "--seconds",
+                    str(REST_SECONDS),
+                ],
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
             )
             result = json.loads(out.stdout)
             rows.append({"what": f"REST {method} x{CALLERS} clients, 1 worker", **result})
@@ -120,8 +138,12 @@ def main() -> None:
     columns = ["what", "n", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
     print_table("Store: query latency through the pool", queries, columns)
     print_table("Store: REST", rest, ["what", "requests_per_s", *columns[1:], "statuses"])
-    data = {"machine": machine(), "database": "DATABASE_URL" if os.environ.get("DATABASE_URL")
-            else "embedded", "queries": queries, "rest": rest}
+    data = {
+        "machine": machine(),
+        "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+        "queries": queries,
+        "rest": rest,
+    }
     print(f"\nwritten {write_results('store', data)}")
 
 

@@ -21,8 +21,8 @@ import pytest
 import uvicorn
 
 from server.app import create_app
-from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
 from server.database import Database, open_database, start_embedded
+from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
 from server.settings import PROJECT_ROOT, Settings
 
 

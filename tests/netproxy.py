@@ -1,8 +1,8 @@
 """A loopback TCP proxy whose link can be cut and restored: a database outage on demand.
 
 The pool connects through it to the real PostgreSQL; `cut()` drops every open connection and
-refuses new ones, `stall()` holds every byte (a hung server), `restore()` undoes both. Nothing is mocked: asyncpg sees exactly
-what it would see if the server went away.
+refuses new ones, `stall()` holds every byte (a hung server), `restore()` undoes both. Nothing
+is mocked: asyncpg sees exactly what it would see if the server went away.
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ def booking_args(settings, **overrides):
     return args
 
 
-async def run(ctx, name, args, timeout=5.0):
+async def run(ctx, name, args, deadline_s=5.0):
     arguments = args if isinstance(args, str) else orjson.dumps(args).decode()
-    return await REGISTRY.run(name, arguments, ctx, timeout)
+    return await REGISTRY.run(name, arguments, ctx, deadline_s)
 
 
 def test_schemas_are_function_tools_with_required_fields():
@@ -232,7 +232,7 @@ async def test_slow_tool_times_out_with_a_message(settings):
     try:
         proxy.stall()
         ctx = ToolContext(pool=pool, settings=settings)
-        result = await run(ctx, "make_reservation", booking_args(settings), timeout=0.3)
+        result = await run(ctx, "make_reservation", booking_args(settings), deadline_s=0.3)
         assert result.output["error"] == "timeout"
         assert result.page_event["type"] == "reservation.failed"
     finally:

@@ -84,6 +84,14 @@ _AUDIO_DELTA_PREFIX = '{"type":"response.output_audio.delta"'
 _KEEP = 50  # figures kept per session for session.stats
 
 
+def _no_second_type(text: str) -> bool:
+    """No later key can override "type": JSON parsers keep the last of duplicate keys, and keys
+    may be escaped (``"\\u0074ype"``). Base64 audio has neither quotes nor backslashes, so real
+    audio frames pass; anything else takes the parsed path."""
+    rest = len(_APPEND_PREFIX)
+    return text.find('"type"', rest) < 0 and text.find("\\", rest) < 0
+
+
 def peek_type(text: str) -> str | None:
     """The event type when it is the first key (as both OpenAI and our page send it), else None."""
     if text.startswith(_TYPE_PREFIX):
@@ -174,6 +182,7 @@ class RelaySession:
         self._outputs_sent: set[str] = set()
         self._active_response: str | None = None
         self._create_in_flight = False
+        self._create_event_id: str | None = None  # our response.create awaiting response.created
         self._speech_stopped_at: float | None = None
         self._oversized = 0
 
@@ -188,7 +197,7 @@ class RelaySession:
     def client_text(self, text: str) -> list[Action]:
         if len(text) > self.max_frame_chars:
             return self._oversize(len(text))
-        if text.startswith(_APPEND_PREFIX):
+        if text.startswith(_APPEND_PREFIX) and _no_second_type(text):
             self.stats.audio_frames_in += 1
             return [ToModel(text)]
         try:
@@ -202,11 +211,12 @@ class RelaySession:
             forward = self._check_client_event(event)
         except Refused as refusal:
             return self._refuse(refusal, client_event_id)
-        if forward is not None:
-            return [ToModel(orjson.dumps(forward).decode())]
         if event["type"] == p.INPUT_AUDIO_APPEND:
             self.stats.audio_frames_in += 1
-        return [ToModel(text)]
+        # What was checked is what is sent: re-serialising the parsed event means a frame with
+        # duplicate keys cannot mean one thing to us and another to the model. Only the audio
+        # fast path above forwards the client's own text.
+        return [ToModel(orjson.dumps(forward if forward is not None else event).decode())]
 
     def client_binary(self) -> list[Action]:
         refusal = Refused("binary_not_supported", "Send events as JSON text frames.")
@@ -302,6 +312,21 @@ class RelaySession:
             return self._function_call(event, now)
         elif kind == p.RESPONSE_DONE:
             return self._response_done(event)
+        elif kind == p.ERROR:
+            return self._model_error(event)
+        return []
+
+    def _model_error(self, event: dict[str, Any]) -> list[Action]:
+        """The model refused our own response.create: no response is coming for it."""
+        error = event.get("error")
+        if (
+            self._create_in_flight
+            and isinstance(error, dict)
+            and error.get("event_id") == self._create_event_id
+        ):
+            self._create_in_flight = False
+            self._create_event_id = None
+            return self._follow_up()  # another response may be waiting for its create
         return []
 
     def _function_call(self, event: dict[str, Any], now: float) -> list[Action]:
@@ -377,7 +402,8 @@ class RelaySession:
         if not wanted:
             return []
         self._create_in_flight = True
-        create = {"type": p.RESPONSE_CREATE, "event_id": p.event_id("relay")}
+        self._create_event_id = p.event_id("relay")
+        create = {"type": p.RESPONSE_CREATE, "event_id": self._create_event_id}
         return [ToModel(orjson.dumps(create).decode())]
 
     @property
@@ -386,6 +412,10 @@ class RelaySession:
 
     def stats_event(self) -> dict[str, Any]:
         return p.custom_event(p.SESSION_STATS, **self.stats.as_event_fields())
+
+
+def _is_in(value: Any, allowed: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in allowed
 
 
 def _response_id(event: dict[str, Any]) -> str:
@@ -408,7 +438,7 @@ def _check_user_item(item: Any) -> None:
     if not isinstance(content, list) or not content:
         raise Refused("invalid_event", "'item.content' must be a non-empty list.", "item.content")
     for part in content:
-        if not isinstance(part, dict) or part.get("type") not in USER_CONTENT_TYPES:
+        if not isinstance(part, dict) or not _is_in(part.get("type"), USER_CONTENT_TYPES):
             raise Refused(
                 "item_not_allowed",
                 "User message content may be input_text or input_audio only.",
@@ -434,7 +464,7 @@ def _sanitise_session_update(event: dict[str, Any]) -> dict[str, Any]:
             for name, setting in settings.items():
                 path = f"session.audio.{side}.{name}"
                 if side == "output" and name == "voice":
-                    if setting not in VOICES:
+                    if not _is_in(setting, VOICES):
                         raise Refused(
                             "invalid_value", f"Unknown voice {str(setting)[:40]!r}.", path
                         )

@@ -1,0 +1,66 @@
+"""``python -m server.offline_model``: run the offline model until SIGINT/SIGTERM.
+
+Prints exactly one line, ``offline model listening on http://HOST:PORT/v1``, once the socket is
+bound (with ``--port 0`` it names the port actually chosen, which scripts and tests parse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from .server import OfflineModel
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m server.offline_model", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
+    parser.add_argument("--echo", action="store_true", help="echo appended audio back (benchmarks)")
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument(
+        "--timezone", default=None, help="default: $RESTAURANT_TIMEZONE or Asia/Singapore"
+    )
+    parser.add_argument(
+        "--pace", type=float, default=0.025, help="seconds between 100 ms audio chunks"
+    )
+    parser.add_argument(
+        "--rate-limits", action="store_true", help="send rate_limits.updated after responses"
+    )
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    model = OfflineModel(
+        args.host,
+        args.port,
+        api_key=args.api_key,
+        echo=args.echo,
+        timezone=args.timezone,
+        pace=args.pace,
+        rate_limits=args.rate_limits,
+    )
+    await model.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not available on Windows
+            loop.add_signal_handler(signum, stop.set)
+    print(f"offline model listening on {model.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await model.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(_arguments(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""What the offline agent says or calls next, given the slots gathered so far and tool results.
+
+A real model decides this from the instructions and tool schemas; the offline one follows a
+fixed script that exercises the same tool-call loop: ask for what is missing, call the tool when
+everything is known, and turn the tool's JSON output back into a sentence. Pure functions over a
+small mutable ``Slots`` record, so dialogs can be tested without a socket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, fields
+from datetime import date
+from typing import Any
+
+from .intents import Parsed
+
+GREETING = "Hello! I can book a table, check availability or look up a reservation. How can I help?"
+WHAT_TO_DO = (
+    "I can book a table, check availability or look up a reservation — what would you like to do?"
+)
+AUDIO_REPLY = "I heard you — in offline mode please type your request."
+ANYTHING_ELSE = "Is there anything else I can help you with?"
+
+# What each intent needs before its tool can be called, in the order we ask for it.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "book": ("date", "time", "party_size", "name", "phone"),
+    "availability": ("date", "time", "party_size"),
+    "lookup": ("name", "phone"),
+}
+TOOL_FOR = {
+    "book": "make_reservation",
+    "availability": "check_availability",
+    "lookup": "lookup_reservation",
+}
+QUESTIONS: dict[str, dict[str, str]] = {
+    "book": {
+        "date": "which date would you like",
+        "time": "what time",
+        "party_size": "how many people",
+        "name": "what name should I put the booking under",
+        "phone": "what phone number",
+    },
+    "availability": {
+        "date": "which date should I check",
+        "time": "what time",
+        "party_size": "for how many people",
+    },
+    "lookup": {
+        "name": "what name is the booking under",
+        "phone": "what phone number did you book with",
+    },
+}
+
+
+@dataclass
+class Slots:
+    """Everything the caller has told us in this session; later mentions overwrite earlier ones."""
+
+    intent: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    date: str | None = None
+    time: str | None = None
+    party_size: int | None = None
+    notes: str | None = None
+
+    def absorb(self, parsed: Parsed) -> None:
+        for field in fields(self):
+            value = getattr(parsed, field.name)
+            if value is not None:
+                setattr(self, field.name, value)
+
+    def forget_booking(self) -> None:
+        """After a booking the caller is still the same person, but the next table is new."""
+        self.intent = self.date = self.time = self.party_size = self.notes = None
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    arguments: dict[str, Any]
+
+
+def decide(slots: Slots, tools: Collection[str]) -> Say | Call:
+    """The next step for a text turn: a question, a tool call, or (without the tool) words."""
+    intent = slots.intent
+    if intent is None:
+        return Say(WHAT_TO_DO)
+    missing = [slot for slot in REQUIRED[intent] if getattr(slots, slot) is None]
+    if missing:
+        return Say(ask(intent, missing))
+    tool = TOOL_FOR[intent]
+    arguments = tool_arguments(tool, slots)
+    if tool in tools:
+        return Call(tool, arguments)
+    return Say(without_tool(intent, slots))
+
+
+def ask(intent: str, missing: list[str]) -> str:
+    """One question for every missing slot: "What name …, and what phone number?"."""
+    parts = [QUESTIONS[intent][slot] for slot in missing]
+    sentence = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + ", and " + parts[-1]
+    return sentence[0].upper() + sentence[1:] + "?"
+
+
+def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:
+    """Arguments with our product's names (see the tool schemas the relay registers)."""
+    if tool == "lookup_reservation":
+        return {"phone_number": slots.phone, "name": slots.name}
+    when = {"date": slots.date, "time": slots.time, "party_size": slots.party_size}
+    if tool == "check_availability":
+        return when
+    arguments = {"name": slots.name, "phone_number": slots.phone, **when}
+    if slots.notes:
+        arguments["notes"] = slots.notes
+    return arguments
+
+
+def without_tool(intent: str, slots: Slots) -> str:
+    table = (
+        f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
+    )
+    if intent == "lookup":
+        return f"I can't look up reservations right now, {slots.name}. Please try again later."
+    if intent == "availability":
+        return f"I can't check availability right now for {table}. Please try again later."
+    return f"I have {table} under {slots.name}, but I can't make bookings right now."
+
+
+# --- tool output -> words ------------------------------------------------------------------
+
+
+def answer(call: Call, output: str, slots: Slots) -> str:
+    """Say the result of ``call``; also moves the dialog on (e.g. a booked table is forgotten)."""
+    data = _loads(output)
+    if not isinstance(data, dict):
+        return str(data) if data not in (None, "") else "Done."
+    if (problem := error_message(data)) is not None:
+        return problem
+    if call.name == "make_reservation":
+        slots.forget_booking()
+        return _booked(call.arguments, data)
+    if call.name == "check_availability":
+        return _availability(call.arguments, data, slots)
+    if call.name == "lookup_reservation":
+        slots.intent = None
+        return _found(call.arguments, data)
+    return str(data.get("message") or "Done.")
+
+
+def _loads(output: str) -> Any:
+    try:
+        return json.loads(output)
+    except ValueError:
+        return output
+
+
+def error_message(data: dict[str, Any]) -> str | None:
+    """The words of an error output: ``{"error": {"message": …}}`` or ``{"ok": false, …}``."""
+    error = data.get("error")
+    failed = data.get("ok") is False or data.get("success") is False
+    failed = failed or data.get("status") in ("error", "failed")
+    if not error and not failed:
+        return None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if data.get("message"):
+        return str(data["message"])
+    if isinstance(error, str):
+        return error
+    return "Sorry, something went wrong."
+
+
+def _confirmation(data: dict[str, Any]) -> str | None:
+    for source in (data, data.get("reservation")):
+        if not isinstance(source, dict):
+            continue
+        for key in (
+            "confirmation_number_spelled",
+            "confirmation_number",
+            "confirmation_code",
+            "confirmation",
+            "code",
+        ):
+            value = source.get(key)
+            if isinstance(value, str | int) and str(value).strip():
+                return str(value)
+    return None
+
+
+def spell(code: str) -> str:
+    """Confirmation codes are read character by character: "ABC-234" → "A B C 2 3 4"."""
+    return " ".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def _when(details: dict[str, Any]) -> str:
+    """Our tools say ``reservation_date``/``reservation_time``; tool arguments say date/time."""
+    day = details.get("reservation_date") or details.get("date")
+    clock = details.get("reservation_time") or details.get("time")
+    return f"on {speak_date(day)} at {speak_time(clock)}"
+
+
+def _booked(arguments: dict[str, Any], data: dict[str, Any]) -> str:
+    reservation = data.get("reservation")
+    details = {**arguments, **(reservation if isinstance(reservation, dict) else {})}
+    sentence = (
+        f"You're booked, {details.get('name')}: a table for {details.get('party_size')} "
+        f"{_when(details)}."
+    )
+    if code := _confirmation(data):
+        sentence += f" Your confirmation number is {spell(code)}."
+    return sentence
+
+
+def _availability(arguments: dict[str, Any], data: dict[str, Any], slots: Slots) -> str:
+    when = f"{speak_time(arguments.get('time'))} on {speak_date(arguments.get('date'))}"
+    if data.get("available"):
+        slots.intent = "book"
+        return f"Good news: {when} is available for {arguments.get('party_size')}. Shall I book it?"
+    slots.time = None
+    alternatives = [
+        speak_time(a.get("time") if isinstance(a, dict) else a)
+        for key in ("alternatives", "alternative_times", "suggested_times")
+        for a in data.get(key) or []
+    ]
+    if alternatives:
+        return f"Sorry, {when} is taken. I could offer {', '.join(alternatives[:3])}."
+    return f"Sorry, {when} is not available. Would another time work?"
+
+
+def _found(arguments: dict[str, Any], data: dict[str, Any]) -> str:
+    found = data.get("reservation")
+    listed = data.get("reservations")
+    if not found and isinstance(listed, list) and listed:
+        found = listed[0]
+    if not found and data.get("found") and ("date" in data or "reservation_date" in data):
+        found = data
+    if not isinstance(found, dict) or data.get("found") is False:
+        if data.get("message"):
+            return str(data["message"])
+        return f"I couldn't find a reservation for {arguments.get('name')} with that phone number."
+    sentence = (
+        f"I found your reservation, {found.get('name') or arguments.get('name')}: a table for "
+        f"{found.get('party_size')} {_when(found)}."
+    )
+    if code := _confirmation(found) or _confirmation(data):
+        sentence += f" The confirmation number is {spell(code)}."
+    return sentence
+
+
+# --- speaking dates and times --------------------------------------------------------------
+
+
+def speak_date(value: Any) -> str:
+    """ "2026-12-03" → "Thursday, December 3"; anything unparsable is said as given."""
+    try:
+        day = date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return str(value)
+    return f"{day:%A}, {day:%B} {day.day}"
+
+
+def speak_time(value: Any) -> str:
+    """ "19:30" → "7:30 pm", "12:00" → "12 pm"."""
+    try:
+        hour, minute = (int(part) for part in str(value).split(":")[:2])
+    except ValueError:
+        return str(value)
+    suffix = "am" if hour < 12 else "pm"
+    hour12 = hour % 12 or 12
+    return f"{hour12} {suffix}" if minute == 0 else f"{hour12}:{minute:02d} {suffix}"
