@@ -22,7 +22,8 @@ demo: $(STAMP)  ## scripted call against a running server
 	$(PY) -m server.demo
 
 bench: $(STAMP)  ## benchmarks; never part of `make test`
-	$(PY) -m bench
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
