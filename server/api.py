@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server import reservations
+from server import access, reservations
 from server.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
 from server.settings import Settings
 
@@ -45,7 +45,8 @@ class ApiError(Exception):
 
     def response(self) -> JSONResponse:
         body = {"code": self.code, "message": self.message, "fields": self.fields, **self.extra}
-        return JSONResponse({"error": body}, status_code=self.status)
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return JSONResponse({"error": body}, status_code=self.status, headers=headers)
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -74,7 +75,11 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+    """The app's settings, once the caller has shown the access token (when one is set)."""
+    settings: Settings = request.app.state.settings
+    if not access.token_ok(access.bearer(request.headers), settings):
+        raise ApiError(401, "unauthorized", "a valid access token is required (Authorization)")
+    return settings
 
 
 async def create_reservation(request: Request) -> Response:

@@ -40,13 +40,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     registry = default_registry()
     relay = Relay(
+        settings=settings,
         connect_model=_not_started,
         run_tool=_not_started,
         session_update=lambda: session_update(settings, registry.schemas()),
-        max_sessions=settings.max_sessions,
-        max_frame_bytes=settings.max_client_frame_bytes,
-        idle_timeout_s=settings.session_idle_timeout_s,
-        tool_timeout_s=settings.tool_timeout_s,
     )
 
     @asynccontextmanager

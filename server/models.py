@@ -83,12 +83,35 @@ class ReservationRequest(Slot):
     phone_number: str = Field(min_length=1, max_length=40)
     other_info: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _storable_name(cls, value: str) -> str:
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("other_info")
     @classmethod
     def _small_object(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(orjson.dumps(value)) > MAX_OTHER_INFO_BYTES:
+        try:
+            encoded = orjson.dumps(value)
+        except orjson.JSONEncodeError:  # parsed JSON may nest deeper than orjson writes (254)
+            raise ValueError("is nested too deeply") from None
+        if len(encoded) > MAX_OTHER_INFO_BYTES:
             raise ValueError(f"must be at most {MAX_OTHER_INFO_BYTES} bytes of JSON")
+        if _has_nul(value):  # jsonb refuses \u0000 in keys and strings
+            raise ValueError("must not contain NUL characters (\\u0000)")
         return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def parse_iso_date(value: Any) -> dt.date:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -24,6 +25,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    # --- who may connect ---
+    access_token: SecretStr | None = None  # set: required on /v1/realtime and /api/*
+    allowed_origins: str = ""  # comma-separated; set: a browser's Origin must be one of them
 
     # --- database ---
     database_url: str | None = None  # unset: start the embedded PostgreSQL under data_dir
@@ -50,6 +56,11 @@ class Settings(BaseSettings):
     session_idle_timeout_s: float = Field(300.0, gt=0)
     max_sessions: int = Field(200, ge=1)
     max_client_frame_bytes: int = Field(256 * 1024, ge=1024)
+    max_client_events_per_s: float = Field(200.0, gt=0)  # bursts of twice this are let through
+    max_session_s: float = Field(3600.0, gt=0)
+    model_session_max_s: float = Field(28 * 60.0, gt=0)  # fresh model session before its cap
+    model_reconnect_attempts: int = Field(5, ge=0, le=6)  # after a drop: waits 0, .2, .5, 1, 2 s
+    shutdown_grace_s: float = Field(10.0, ge=0)  # SIGTERM: time for calls in flight to finish
 
     @field_validator("restaurant_timezone")
     @classmethod
@@ -72,6 +83,11 @@ class Settings(BaseSettings):
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown phone region {value!r}")
         return value
+
+    @cached_property
+    def origins(self) -> frozenset[str]:
+        listed = (origin.strip().rstrip("/") for origin in self.allowed_origins.split(","))
+        return frozenset(origin for origin in listed if origin)
 
     @cached_property
     def timezone(self) -> ZoneInfo:

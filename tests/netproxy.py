@@ -27,15 +27,11 @@ async def _pump(
 
 
 class CuttableProxy:
-    def __init__(self, target_dsn: str):
-        parts = urlsplit(target_dsn)
-        query = parse_qs(parts.query)
-        self._unix = None
-        if "host" in query and query["host"][0].startswith("/"):
-            port = parts.port or 5432
-            self._unix = f"{query['host'][0]}/.s.PGSQL.{port}"
-        self._tcp = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self._target = parts
+    def __init__(self, host: str, port: int, unix_path: str | None = None):
+        self._tcp = (host, port)
+        self._unix = unix_path
+        self._target_path = ""
+        self._user = "postgres"
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,10 +40,22 @@ class CuttableProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
 
+    @classmethod
+    def for_dsn(cls, target_dsn: str) -> CuttableProxy:
+        """A proxy in front of the PostgreSQL server of `target_dsn` (TCP or Unix socket)."""
+        parts = urlsplit(target_dsn)
+        query = parse_qs(parts.query)
+        unix = None
+        if "host" in query and query["host"][0].startswith("/"):
+            unix = f"{query['host'][0]}/.s.PGSQL.{parts.port or 5432}"
+        proxy = cls(parts.hostname or "127.0.0.1", parts.port or 5432, unix)
+        proxy._target_path = parts.path
+        proxy._user = parts.username or "postgres"
+        return proxy
+
     def dsn(self) -> str:
         """The target DSN, rerouted through this proxy."""
-        user = self._target.username or "postgres"
-        return f"postgresql://{user}@127.0.0.1:{self.port}{self._target.path}"
+        return f"postgresql://{self._user}@127.0.0.1:{self.port}{self._target_path}"
 
     async def start(self) -> CuttableProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)

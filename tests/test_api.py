@@ -147,7 +147,7 @@ async def test_openapi_describes_both_endpoints(client):
 
 async def test_database_outage_is_503_and_recovers(settings, database):
     """Cut the link to PostgreSQL under a live server, then restore it."""
-    proxy = await CuttableProxy(settings.database_url).start()
+    proxy = await CuttableProxy.for_dsn(settings.database_url).start()
     try:
         outage_settings = settings.model_copy(
             update={"database_url": proxy.dsn(), "db_command_timeout_s": 2.0}
@@ -178,7 +178,7 @@ async def test_database_outage_is_503_and_recovers(settings, database):
 
 
 async def test_startup_with_database_down_fails_with_one_clear_message(settings):
-    proxy = await CuttableProxy(settings.database_url).start()
+    proxy = await CuttableProxy.for_dsn(settings.database_url).start()
     proxy.cut()
     try:
         down = settings.model_copy(update={"database_url": proxy.dsn(), "db_startup_wait_s": 0.3})

@@ -1,6 +1,7 @@
 """Schema migrations, the embedded server's persistence, and the command line."""
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -122,7 +123,8 @@ def test_cli_fails_fast_with_one_clear_line_when_database_is_unreachable():
         env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none", "DB_STARTUP_WAIT_S": "0.2"},
     )
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    lines = [json.loads(line) for line in result.stderr.splitlines()]  # JSON lines, every one
+    errors = [line for line in lines if line["level"] == "error"]
     assert len(errors) == 1
-    assert "cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:9/none" in errors[0]
+    assert "cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:9/none" in errors[0]["msg"]
     assert "Traceback" not in result.stderr

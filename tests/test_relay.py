@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from server import offline_model
 from tests.conftest import LiveServer, serve_app
+from tests.netproxy import CuttableProxy
 
 BOOK = (
     "I'd like to book a table for 4 tomorrow at 7pm. My name is Ada Lovelace, my phone is {phone}."
@@ -314,8 +315,14 @@ async def test_audio_is_relayed_byte_exact_both_ways(settings, database):
         assert echo_model.stats["audio_bytes_received"] == 20 * 960
 
 
-async def test_vad_and_barge_in_events_are_forwarded(server, model):
-    async with call(server) as caller:
+async def test_vad_and_barge_in_events_are_forwarded(settings, database):
+    # A model that streams replies at twice real time: a reply is surely still playing when the
+    # caller's speech arrives right after its first audio delta.
+    async with (
+        offline_model.OfflineModel(pace=0.05) as slow,
+        serve_app(settings.model_copy(update={"openai_base_url": slow.url})) as live,
+        call(live) as caller,
+    ):
         await caller.say("Hello there, what are your opening hours?")
         await caller.until("response.output_audio.delta")  # the assistant is speaking
         item_id = caller.events[-1]["item_id"]
@@ -360,18 +367,63 @@ async def test_abrupt_client_drop_also_cleans_up(server, model):
         await model.wait_for_sessions(0)
 
 
-async def test_model_drop_ends_the_call_with_an_error_and_1011(settings, database):
+async def test_model_gone_for_good_ends_the_call_with_an_error_and_1011(settings, database):
     async with (
         offline_model.OfflineModel() as doomed,
-        serve_app(settings.model_copy(update={"openai_base_url": doomed.url})) as live,
+        serve_app(
+            settings.model_copy(
+                update={"openai_base_url": doomed.url, "model_reconnect_attempts": 2}
+            )
+        ) as live,
         call(live) as caller,
     ):
-        await doomed.close()
+        await doomed.close()  # stops listening too: every reconnect attempt fails
         error = await caller.until("error")
         assert error["error"]["code"] == "model_disconnected"
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await caller.next()
         assert closed.value.rcvd.code == 1011
+
+
+async def test_model_drop_mid_call_reconnects_and_replays_the_conversation(settings, database):
+    async with offline_model.OfflineModel(pace=0.002) as model:
+        link = await CuttableProxy("127.0.0.1", model.port).start()
+        relay_settings = settings.model_copy(
+            update={"openai_base_url": f"http://127.0.0.1:{link.port}/v1"}
+        )
+        try:
+            async with serve_app(relay_settings) as live, call(live) as caller:
+                await caller.say(BOOK.format(phone=phone(7)))
+                code = (await caller.until("reservation.confirmed"))["confirmation_number"]
+                await caller.until("response.output_audio_transcript.done")
+                link.cut()  # the network drops the model connection under the call
+                link.restore()
+                reconnected = await caller.until("session.reconnected")
+                assert reconnected["reason"] == "model_disconnected"
+                assert reconnected["replayed_items"] >= 3  # user turn, tool result, reply
+                # the caller keeps talking, on a new model session that knows the conversation
+                await caller.say(LOOKUP.format(phone=phone(7)))
+                found = await caller.until("reservation.found")
+                assert found["confirmation_number"] == code
+            assert model.stats["sessions_opened"] == 2
+        finally:
+            await link.close()
+
+
+async def test_model_session_cap_moves_to_a_fresh_session_when_quiet(settings, database):
+    async with offline_model.OfflineModel(pace=0.002) as model:
+        capped = settings.model_copy(
+            update={"openai_base_url": model.url, "model_session_max_s": 0.3}
+        )
+        async with serve_app(capped) as live, call(live) as caller:
+            await caller.say(BOOK.format(phone=phone(8)))
+            code = (await caller.until("reservation.confirmed"))["confirmation_number"]
+            rotated = await caller.until("session.reconnected")
+            assert rotated["reason"] == "model_session_limit"
+            await caller.say(LOOKUP.format(phone=phone(8)))
+            found = await caller.until("reservation.found")
+            assert found["confirmation_number"] == code
+        assert model.stats["sessions_opened"] >= 2
 
 
 async def test_model_unreachable_is_an_error_and_1011(settings, database):

@@ -206,7 +206,7 @@ def test_spell():
 
 
 async def test_database_down_is_a_friendly_retry_message(settings):
-    proxy = await CuttableProxy(settings.database_url).start()
+    proxy = await CuttableProxy.for_dsn(settings.database_url).start()
     pool = await create_pool(proxy.dsn(), settings.model_copy(update={"db_command_timeout_s": 2.0}))
     try:
         proxy.cut()
@@ -227,7 +227,7 @@ async def test_database_down_is_a_friendly_retry_message(settings):
 
 async def test_slow_tool_times_out_with_a_message(settings):
     """A link that accepts but never answers: the tool's own timeout must fire."""
-    proxy = await CuttableProxy(settings.database_url).start()
+    proxy = await CuttableProxy.for_dsn(settings.database_url).start()
     pool = await create_pool(proxy.dsn(), settings.model_copy(update={"db_command_timeout_s": 30}))
     try:
         proxy.stall()

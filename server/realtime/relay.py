@@ -1,9 +1,13 @@
 """The `/v1/realtime` WebSocket endpoint: sockets, tasks and timeouts. No decisions.
 
-Per call: accept, open the model connection, send the server's session.update, then run two
-pumps (client → model, model → client) and one task per tool call until either side ends. Every
-decision comes from `RelaySession`; this module only carries out its actions. Whatever ends the
-call, the model socket is closed and every task of the session is finished before we return.
+Per call: check who is calling, open the model connection, send the server's session.update,
+then run two pumps (client → model, model → client) and one task per tool call until either side
+ends. Every protocol decision comes from `RelaySession`; this module only carries out its actions.
+
+A model connection that drops (or nears the model's session-length cap) is replaced: a new one is
+opened with backoff, brought up to date by `RelaySession.replay`, and the page is told with
+`session.reconnected`. Whatever ends the call, tool calls in flight finish (bounded), the model
+socket is closed and every task of the session is done before the endpoint returns.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -20,10 +25,13 @@ import orjson
 import websockets.exceptions as ws_errors
 from starlette.websockets import WebSocket
 
+from server import access
+from server.logs import session_id
 from server.realtime import protocol as p
 from server.realtime.model_client import ModelConnection, ModelUnavailable
 from server.realtime.session import (
     CLOSE_INTERNAL,
+    CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
     Action,
     Close,
@@ -32,11 +40,16 @@ from server.realtime.session import (
     ToClient,
     ToModel,
 )
+from server.settings import Settings
 
 log = logging.getLogger("server.relay")
 
 TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; ours is stricter and polite
 CLOSE_NORMAL = 1000
+CLOSE_RESTART = 1012
+RECONNECT_DELAYS_S = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # before each try to replace a lost model
+FATAL_MODEL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})  # retrying cannot help
+FATAL_MODEL_ERRORS = frozenset({"model_auth_failed"})
 
 
 class ToolOutcome(Protocol):
@@ -66,161 +79,312 @@ class _ClientGone(Exception):
     """The client socket is closed: nothing more can be sent to it."""
 
 
-def _model_lost() -> _EndCall:
-    error = p.error_event(
-        "model_disconnected",
-        "The connection to the voice model was lost; please call again.",
-        error_type="server_error",
-    )
-    return _EndCall(CLOSE_INTERNAL, "model disconnected", error)
+def _server_error(code: str, message: str) -> dict[str, Any]:
+    return p.error_event(code, message, error_type="server_error")
 
 
 _session_ids = itertools.count(1)
 
 
 class Relay:
+    """Accepts calls; knows the live ones so that a shutdown can end them politely."""
+
     def __init__(
         self,
         *,
+        settings: Settings,
         connect_model: ConnectFn,
         run_tool: RunToolFn,
         session_update: SessionUpdateFn,
-        max_sessions: int,
-        max_frame_bytes: int,
-        idle_timeout_s: float,
-        tool_timeout_s: float,
     ):
+        self.settings = settings
         self.connect_model = connect_model
         self.run_tool = run_tool
         self.session_update = session_update
-        self.max_sessions = max_sessions
-        self.max_frame_bytes = max_frame_bytes
-        self.idle_timeout_s = idle_timeout_s
-        self.tool_timeout_s = tool_timeout_s
-        self.active = 0
+        self.calls: set[_Call] = set()
+        self.draining = False
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
+        _relays.add(self)
+
+    @property
+    def active(self) -> int:
+        return len(self.calls)
 
     async def endpoint(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        if self.active >= self.max_sessions:
-            log.warning("refused a call: %d sessions already active", self.active)
-            await _send_error(websocket, "server_busy", "Too many calls right now; try again soon.")
-            await websocket.close(CLOSE_TRY_AGAIN, "server at capacity")
+        refusal = self._refusal(websocket)
+        if refusal is not None:
+            code, error, reason = refusal
+            log.warning("refused a call from %s: %s", _peer(websocket), reason)
+            await _send(websocket, orjson.dumps(error).decode())
+            await _close(websocket, code, reason)
             return
-        self.active += 1
-        sid = f"s{next(_session_ids)}"
+        call = _Call(self, websocket, f"s{next(_session_ids)}")
+        self.calls.add(call)
+        self._no_calls.clear()
+        token = session_id.set(call.sid)
         try:
-            await _Call(self, websocket, sid).run()
+            await call.run()
         finally:
-            self.active -= 1
+            session_id.reset(token)
+            self.calls.discard(call)
+            if not self.calls:
+                self._no_calls.set()
+
+    def _refusal(self, websocket: WebSocket) -> tuple[int, dict[str, Any], str] | None:
+        settings = self.settings
+        if not access.origin_ok(websocket.headers.get("origin"), settings):
+            error = p.error_event("origin_not_allowed", "This page's origin may not connect.")
+            return CLOSE_POLICY, error, "origin not allowed"
+        token = access.socket_token(websocket.headers, websocket.query_params)
+        if not access.token_ok(token, settings):
+            error = p.error_event("unauthorized", "A valid access token is required.")
+            return CLOSE_POLICY, error, "missing or invalid access token"
+        if self.draining:
+            error = _server_error("server_restarting", "The server is restarting; call again.")
+            return CLOSE_TRY_AGAIN, error, "server restarting"
+        if self.active >= settings.max_sessions:
+            error = _server_error("server_busy", "Too many calls right now; try again soon.")
+            return CLOSE_TRY_AGAIN, error, "server at capacity"
+        return None
+
+    async def drain(self) -> None:
+        """Refuse new calls; end live ones after their tool calls finish; return when all ended."""
+        self.draining = True
+        calls = list(self.calls)
+        if calls:
+            log.info("shutting down: ending %d call(s)", len(calls))
+        for call in calls:
+            call.stop(
+                _EndCall(
+                    CLOSE_RESTART,
+                    "server restarting",
+                    _server_error("server_restarting", "The server is restarting; call again."),
+                )
+            )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.shutdown_grace_s):
+                await self._no_calls.wait()
+
+
+_relays: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+async def drain_all() -> None:
+    """End every call of every relay in this process (used on SIGTERM)."""
+    await asyncio.gather(*(relay.drain() for relay in list(_relays)))
 
 
 class _Call:
     """One caller's session: its sockets, its tasks, its protocol state."""
 
     def __init__(self, relay: Relay, websocket: WebSocket, sid: str):
+        settings = relay.settings
         self.relay = relay
+        self.settings = settings
         self.ws = websocket
         self.sid = sid
         self.model: ModelConnection | None = None
+        self.model_since = 0.0
+        self.model_changed = asyncio.Event()  # set whenever self.model is replaced
+        self.replacing = asyncio.Lock()
+        self.quiet: asyncio.Event | None = None  # set by the pumps once the session is quiet
         self.session = RelaySession(
-            max_frame_chars=relay.max_frame_bytes, session_update=relay.session_update()
+            max_frame_chars=settings.max_client_frame_bytes,
+            session_update=relay.session_update(),
+            max_events_per_s=settings.max_client_events_per_s,
         )
         self.tool_tasks: set[asyncio.Task[None]] = set()
         self.started = time.monotonic()
+        self.stopping: asyncio.Future[_EndCall] = asyncio.get_running_loop().create_future()
+
+    def stop(self, end: _EndCall) -> None:
+        if not self.stopping.done():
+            self.stopping.set_result(end)
 
     async def run(self) -> None:
-        log.info("session %s: started", self.sid)
+        log.info("call started from %s", _peer(self.ws))
         try:
-            self.model = await self.relay.connect_model()
+            self.set_model(await self.relay.connect_model())
         except ModelUnavailable as exc:
-            log.warning("session %s: model unavailable: %s", self.sid, exc.message)
-            await _send_error(self.ws, exc.code, exc.message, error_type="server_error")
+            log.warning("model unavailable: %s", exc.message)
+            await _send(self.ws, orjson.dumps(_server_error(exc.code, exc.message)).decode())
             await _close(self.ws, CLOSE_INTERNAL, exc.code)
             return
         end: _EndCall | None = None
+        tasks: list[asyncio.Future[Any]] = []
         try:
             await self.execute(self.session.start())
-            pumps = [
+            tasks = [
                 asyncio.create_task(self.client_pump(), name=f"{self.sid}-client"),
                 asyncio.create_task(self.model_pump(), name=f"{self.sid}-model"),
+                asyncio.create_task(self.rotate_model(), name=f"{self.sid}-rotate"),
+                self.stopping,
             ]
-            done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                exc = task.exception()
-                if isinstance(exc, _EndCall):
-                    end = exc
-                elif isinstance(exc, _ClientGone):
-                    end = None
-                elif exc is not None:
-                    log.error("session %s: relay failed", self.sid, exc_info=exc)
-                    end = _EndCall(CLOSE_INTERNAL, "relay error")
+            async with asyncio.timeout(self.settings.max_session_s):
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            end = self._outcome(done)
+        except TimeoutError:
+            error = _server_error("session_expired", "The call reached its maximum length.")
+            end = _EndCall(CLOSE_NORMAL, "maximum call length", error)
         except _EndCall as exc:
             end = exc
+        except _ClientGone:
+            end = None
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.finish(end)
 
+    def _outcome(self, done: set[asyncio.Future[Any]]) -> _EndCall | None:
+        for task in done:
+            if task is self.stopping:
+                return task.result()
+            exc = task.exception()
+            if isinstance(exc, _EndCall):
+                return exc
+            if exc is not None and not isinstance(exc, _ClientGone):
+                log.error("relay failed", exc_info=exc)
+                return _EndCall(CLOSE_INTERNAL, "relay error")
+        return None
+
     async def finish(self, end: _EndCall | None) -> None:
-        """Close the model, let in-flight tool calls settle (bounded), close the client."""
-        if self.model is not None:
-            await self.model.close()
+        """Let tool calls in flight finish (bounded), then close the model, then the client."""
         if self.tool_tasks:
-            _, stuck = await asyncio.wait(self.tool_tasks, timeout=self.relay.tool_timeout_s + 1)
+            _, stuck = await asyncio.wait(self.tool_tasks, timeout=self.settings.tool_timeout_s + 1)
             for task in stuck:
                 task.cancel()
             await asyncio.gather(*stuck, return_exceptions=True)
+        if self.model is not None:
+            await self.model.close()
         if end is not None:
             if end.error is not None:
-                await _send_raw(self.ws, orjson.dumps(end.error).decode())
+                await _send(self.ws, orjson.dumps(end.error).decode())
             await _close(self.ws, end.code, end.reason)
         stats = self.session.stats.as_event_fields()
         log.info(
-            "session %s: ended after %.1fs (%s): %s",
-            self.sid,
+            "call ended after %.1fs (%s): %s",
             time.monotonic() - self.started,
             end.reason if end else "client left",
             orjson.dumps(stats).decode(),
         )
+
+    # -- the model connection -----------------------------------------------------------------
+
+    def set_model(self, model: ModelConnection) -> None:
+        self.model = model
+        self.model_since = time.monotonic()
+        self.model_changed.set()
+        self.model_changed = asyncio.Event()
+
+    async def replace_model(self, reason: str) -> None:
+        """Open a fresh model session with backoff and replay the call into it.
+
+        The replay goes to the new connection before it becomes `self.model`, so no client event
+        can reach it ahead of the session settings and the conversation so far.
+        """
+        async with self.replacing:
+            old = self.model
+            last: ModelUnavailable | None = None
+            for delay in RECONNECT_DELAYS_S[: self.settings.model_reconnect_attempts]:
+                await asyncio.sleep(delay)
+                try:
+                    new = await self.relay.connect_model()
+                except ModelUnavailable as exc:
+                    last = exc
+                    log.warning("reconnecting to the model (%s) failed: %s", reason, exc.message)
+                    if exc.code in FATAL_MODEL_ERRORS:
+                        break
+                    continue
+                actions = self.session.replay(reason)
+                try:
+                    for action in actions:
+                        if type(action) is ToModel:
+                            await new.send(action.text)  # type: ignore[union-attr]
+                except ws_errors.ConnectionClosed:
+                    continue
+                self.set_model(new)
+                if old is not None:
+                    await old.close()
+                log.info(
+                    "model session replaced (%s); replayed %d items",
+                    reason,
+                    len(self.session.history),
+                )
+                await self.execute([a for a in actions if type(a) is ToClient])
+                return
+        message = last.message if last else "it closed during the replay."
+        raise _EndCall(
+            CLOSE_INTERNAL,
+            "model disconnected",
+            _server_error(
+                "model_disconnected", f"The connection to the voice model was lost: {message}"
+            ),
+        )
+
+    async def rotate_model(self) -> None:
+        """Move to a fresh model session before the model's session-length cap, when quiet."""
+        cap = self.settings.model_session_max_s
+        while True:
+            await asyncio.sleep(max(0.0, cap - (time.monotonic() - self.model_since)))
+            if time.monotonic() - self.model_since < cap:
+                continue  # replaced meanwhile (a drop): its clock started again
+            if not self.session.quiet:  # a reply or tool call is under way: let it finish
+                self.quiet = asyncio.Event()
+                await self.quiet.wait()
+                self.quiet = None
+            await self.replace_model("model_session_limit")
 
     # -- pumps --------------------------------------------------------------------------------
 
     async def client_pump(self) -> None:
         receive = self.ws.receive
         session = self.session
+        clock = time.monotonic
+        idle = self.settings.session_idle_timeout_s
         while True:
             try:
-                async with asyncio.timeout(self.relay.idle_timeout_s):
+                async with asyncio.timeout(idle):
                     message = await receive()
             except TimeoutError:
-                error = p.error_event(
-                    "idle_timeout",
-                    "No events for too long; the call was closed.",
-                    error_type="server_error",
+                error = _server_error(
+                    "idle_timeout", "No events for too long; the call was closed."
                 )
                 raise _EndCall(CLOSE_NORMAL, "idle timeout", error) from None
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is not None:
-                await self.execute(session.client_text(text))
+                await self.execute(session.client_text(text, clock()))
             else:
                 await self.execute(session.client_binary())
 
     async def model_pump(self) -> None:
-        assert self.model is not None
-        recv = self.model.recv
         session = self.session
         clock = time.monotonic
         while True:
+            model = self.model
+            assert model is not None
             try:
-                text = await recv()
+                text = await model.recv()
             except ws_errors.ConnectionClosed as exc:
+                if model is not self.model:
+                    continue  # replaced on purpose: read from the new one
                 code = exc.rcvd.code if exc.rcvd else 1006
-                log.warning("session %s: model connection closed (%s)", self.sid, code)
-                raise _model_lost() from None
-            await self.execute(session.model_text(text, clock()))
+                log.warning("model connection closed (%s)", code)
+                if code in FATAL_MODEL_CLOSES:
+                    error = _server_error(
+                        "model_disconnected", "The voice model ended the call; please call again."
+                    )
+                    raise _EndCall(CLOSE_INTERNAL, "model disconnected", error) from None
+                await self.replace_model("model_disconnected")
+                continue
+            if model is self.model:  # the tail of a replaced session is dropped
+                await self.execute(session.model_text(text, clock()))
+                if self.quiet is not None and session.quiet:
+                    self.quiet.set()
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -233,11 +397,7 @@ class _Call:
                 except Exception:
                     raise _ClientGone() from None
             elif kind is ToModel:
-                assert self.model is not None
-                try:
-                    await self.model.send(action.text)  # type: ignore[union-attr]
-                except ws_errors.ConnectionClosed:
-                    raise _model_lost() from None
+                await self.to_model(action.text)  # type: ignore[union-attr]
             elif kind is RunTool:
                 task = asyncio.create_task(self.tool_call(action))  # type: ignore[arg-type]
                 self.tool_tasks.add(task)
@@ -245,13 +405,23 @@ class _Call:
             elif kind is Close:
                 raise _EndCall(action.code, action.reason)  # type: ignore[union-attr]
 
+    async def to_model(self, text: str) -> None:
+        """Send to the current model; if it just dropped, wait for its replacement and resend."""
+        while True:
+            assert self.model is not None
+            model, changed = self.model, self.model_changed
+            try:
+                await model.send(text)
+                return
+            except ws_errors.ConnectionClosed:
+                await changed.wait()  # the model pump replaces it, or the call ends
+
     async def tool_call(self, call: RunTool) -> None:
-        """Run one tool; its output goes to the model even if the audio pumps are busy."""
+        """Run one tool; deliver each of its messages even if another side has gone."""
         result = await self.relay.run_tool(call.name, call.arguments)
         ok = result.output.get("ok") is True
         log.info(
-            "session %s: tool %s %s in %.1f ms",
-            self.sid,
+            "tool %s %s in %.1f ms",
             call.name,
             "ok" if ok else result.output.get("error"),
             result.duration_ms,
@@ -259,20 +429,22 @@ class _Call:
         actions = self.session.tool_finished(
             call.call_id, result.output_json(), result.page_event, result.duration_ms, ok
         )
-        try:
-            await self.execute(actions)
-        except (_ClientGone, _EndCall) as exc:  # a socket closed under us: the call is ending
-            log.info("session %s: tool result not delivered: %s", self.sid, type(exc).__name__)
+        for action in actions:
+            try:
+                async with asyncio.timeout(self.settings.tool_timeout_s):
+                    await self.execute([action])
+            except (_ClientGone, _EndCall, TimeoutError) as exc:
+                log.info("tool result not delivered: %s", type(exc).__name__)
+        if self.quiet is not None and self.session.quiet:
+            self.quiet.set()
 
 
-async def _send_error(
-    websocket: WebSocket, code: str, message: str, error_type: str = "invalid_request_error"
-) -> None:
-    event = p.error_event(code, message, error_type=error_type)
-    await _send_raw(websocket, orjson.dumps(event).decode())
+def _peer(websocket: WebSocket) -> str:
+    client = websocket.client
+    return f"{client.host}:{client.port}" if client else "?"
 
 
-async def _send_raw(websocket: WebSocket, text: str) -> None:
+async def _send(websocket: WebSocket, text: str) -> None:
     with contextlib.suppress(Exception):
         await websocket.send_text(text)
 

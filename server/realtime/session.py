@@ -76,8 +76,20 @@ DETAIL_KEYS = ("text_tokens", "audio_tokens", "cached_tokens")
 
 # Model events the relay acts on; every other event is forwarded without being parsed.
 _ACTED_ON = frozenset(
-    {p.SPEECH_STOPPED, p.RESPONSE_CREATED, p.RESPONSE_DONE, p.FUNCTION_ARGS_DONE, p.ERROR}
+    {
+        p.SPEECH_STOPPED,
+        p.RESPONSE_CREATED,
+        p.RESPONSE_DONE,
+        p.FUNCTION_ARGS_DONE,
+        p.ERROR,
+        p.OUTPUT_TRANSCRIPT_DONE,
+        p.OUTPUT_TEXT_DONE,
+        p.INPUT_TRANSCRIPTION_COMPLETED,
+    }
 )
+HISTORY_ITEMS = 40  # conversation kept for replay to a fresh model session
+HISTORY_TEXT_CHARS = 2000
+RATE_LIMIT_CLOSE_AFTER = 500  # refused events before a flooding client is disconnected
 _TYPE_PREFIX = '{"type":"'
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
 _AUDIO_DELTA_PREFIX = '{"type":"response.output_audio.delta"'
@@ -169,15 +181,46 @@ class Stats:
         }
 
 
+class EventRate:
+    """A token bucket: `rate` events a second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.last: float | None = None
+
+    def allow(self, now: float) -> bool:
+        if self.last is not None:
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class RelaySession:
     """One call's protocol state. Feed it frames and tool results; carry out what it returns."""
 
-    def __init__(self, *, max_frame_chars: int, session_update: dict[str, Any]):
+    def __init__(
+        self,
+        *,
+        max_frame_chars: int,
+        session_update: dict[str, Any],
+        max_events_per_s: float | None = None,
+    ):
         self.max_frame_chars = max_frame_chars
         self.session_update = session_update
         self.stats = Stats()
+        self.history: list[tuple[str, str]] = []  # (role, text): replayed after a reconnect
+        self._client_session_update: dict[str, Any] | None = None
+        self._rate = EventRate(max_events_per_s, 2 * max_events_per_s) if max_events_per_s else None
+        self._rate_refused = 0
+        self._rate_warned_at = -1.0
+        self._orphaned: set[str] = set()  # calls whose model session is gone
+        self._orphan_follow_up = False
         self._responses: dict[str, _Response] = {}
-        self._calls: dict[str, tuple[str, str, float]] = {}  # call_id -> (response_id, name, t0)
+        self._calls: dict[str, tuple[str, str, str]] = {}  # call_id -> (response_id, name, args)
         self._seen_calls: set[str] = set()
         self._outputs_sent: set[str] = set()
         self._active_response: str | None = None
@@ -194,7 +237,9 @@ class RelaySession:
 
     # -- client -> model ----------------------------------------------------------------------
 
-    def client_text(self, text: str) -> list[Action]:
+    def client_text(self, text: str, now: float | None = None) -> list[Action]:
+        if self._rate is not None and now is not None and not self._rate.allow(now):
+            return self._rate_limited(now)
         if len(text) > self.max_frame_chars:
             return self._oversize(len(text))
         if text.startswith(_APPEND_PREFIX) and _no_second_type(text):
@@ -211,12 +256,39 @@ class RelaySession:
             forward = self._check_client_event(event)
         except Refused as refusal:
             return self._refuse(refusal, client_event_id)
-        if event["type"] == p.INPUT_AUDIO_APPEND:
+        kind = event["type"]
+        if kind == p.INPUT_AUDIO_APPEND:
             self.stats.audio_frames_in += 1
+        elif kind == p.ITEM_CREATE:
+            for part in event["item"]["content"]:
+                if part.get("type") == "input_text" and isinstance(part.get("text"), str):
+                    self._remember("user", part["text"])
+        elif forward is not None:  # a sanitised session.update: replayed after a reconnect
+            self._client_session_update = forward
         # What was checked is what is sent: re-serialising the parsed event means a frame with
         # duplicate keys cannot mean one thing to us and another to the model. Only the audio
         # fast path above forwards the client's own text.
         return [ToModel(orjson.dumps(forward if forward is not None else event).decode())]
+
+    def _rate_limited(self, now: float) -> list[Action]:
+        self._rate_refused += 1
+        self.stats.refused += 1
+        if self._rate_refused >= RATE_LIMIT_CLOSE_AFTER:
+            return [Close(CLOSE_POLICY, "too many events")]
+        if now - self._rate_warned_at < 1.0:
+            return []  # one error a second is enough to say it
+        self._rate_warned_at = now
+        event = p.error_event(
+            "rate_limited",
+            "Too many events; some were dropped. Send audio in 20-40 ms chunks.",
+        )
+        return [ToClient(orjson.dumps(event).decode())]
+
+    def _remember(self, role: str, text: str) -> None:
+        text = text.strip()
+        if text:
+            self.history.append((role, text[:HISTORY_TEXT_CHARS]))
+            del self.history[:-HISTORY_ITEMS]
 
     def client_binary(self) -> list[Action]:
         refusal = Refused("binary_not_supported", "Send events as JSON text frames.")
@@ -314,7 +386,17 @@ class RelaySession:
             return self._response_done(event)
         elif kind == p.ERROR:
             return self._model_error(event)
+        elif kind == p.OUTPUT_TRANSCRIPT_DONE:
+            self._remember_text("assistant", event.get("transcript"))
+        elif kind == p.OUTPUT_TEXT_DONE:
+            self._remember_text("assistant", event.get("text"))
+        elif kind == p.INPUT_TRANSCRIPTION_COMPLETED:
+            self._remember_text("user", event.get("transcript"))
         return []
+
+    def _remember_text(self, role: str, text: Any) -> None:
+        if isinstance(text, str):
+            self._remember(role, text)
 
     def _model_error(self, event: dict[str, Any]) -> list[Action]:
         """The model refused our own response.create: no response is coming for it."""
@@ -337,7 +419,11 @@ class RelaySession:
         self._seen_calls.add(call_id)
         response_id = event.get("response_id") or self._active_response or ""
         self._responses.setdefault(response_id, _Response()).call_ids.append(call_id)
-        self._calls[call_id] = (response_id, str(name), now)
+        self._calls[call_id] = (
+            response_id,
+            str(name),
+            arguments if isinstance(arguments, str) else "",
+        )
         return [RunTool(call_id, str(name), arguments if isinstance(arguments, str) else "")]
 
     def _response_done(self, event: dict[str, Any]) -> list[Action]:
@@ -364,15 +450,24 @@ class RelaySession:
         ok: bool,
     ) -> list[Action]:
         """The tool's output to the model, its event to the page, and maybe `response.create`."""
-        _, name, _ = self._calls.get(call_id, ("", "?", 0.0))
+        _, name, arguments = self._calls.get(call_id, ("", "?", ""))
         self._outputs_sent.add(call_id)
         self.stats.tool_calls.append({"name": name, "duration_ms": duration_ms, "ok": ok})
         del self.stats.tool_calls[:-_KEEP]
-        item = {
-            "type": p.ITEM_CREATE,
-            "event_id": p.event_id("relay"),
-            "item": {"type": "function_call_output", "call_id": call_id, "output": output_json},
-        }
+        self._remember(
+            "system", f"The {name} tool was called with {arguments} and returned {output_json}"
+        )
+        if call_id in self._orphaned:
+            # The model session that asked is gone; tell the new one in words instead.
+            self._orphaned.discard(call_id)
+            self._orphan_follow_up = True
+            item = _message_item("system", self.history[-1][1])
+        else:
+            item = {
+                "type": p.ITEM_CREATE,
+                "event_id": p.event_id("relay"),
+                "item": {"type": "function_call_output", "call_id": call_id, "output": output_json},
+            }
         actions: list[Action] = [ToModel(orjson.dumps(item).decode())]
         if page_event is not None:
             actions.append(ToClient(orjson.dumps(page_event).decode()))
@@ -392,13 +487,14 @@ class RelaySession:
                 continue
             if all(c in self._outputs_sent for c in state.call_ids):
                 ready.append(state)
-        if not ready:
+        if not ready and not self._orphan_follow_up:
             return []
-        wanted = any(state.status == "completed" for state in ready)
+        wanted = self._orphan_follow_up or any(state.status == "completed" for state in ready)
         if wanted and (self._active_response is not None or self._create_in_flight):
             return []  # try again when the active response is done
         for state in ready:
             state.followed_up = True
+        self._orphan_follow_up = False
         if not wanted:
             return []
         self._create_in_flight = True
@@ -410,8 +506,50 @@ class RelaySession:
     def pending_calls(self) -> int:
         return len(self._seen_calls - self._outputs_sent)
 
+    @property
+    def quiet(self) -> bool:
+        """No response and no tool call under way: a good moment to change model sessions."""
+        return (
+            self._active_response is None
+            and not self._create_in_flight
+            and not (self._seen_calls - self._outputs_sent)
+        )
+
+    def replay(self, reason: str) -> list[Action]:
+        """Bring a fresh model session up to date: settings, then the conversation as text.
+
+        Calls still running belong to the old session: their results will be told to the new
+        one as a system message (it would not know their call_id), followed by a response.
+        """
+        self._responses.clear()
+        self._active_response = None
+        self._create_in_flight = False
+        self._create_event_id = None
+        self._speech_stopped_at = None
+        self._orphaned |= self._seen_calls - self._outputs_sent
+        actions: list[Action] = [ToModel(orjson.dumps(self.session_update).decode())]
+        if self._client_session_update is not None:
+            actions.append(ToModel(orjson.dumps(self._client_session_update).decode()))
+        for role, text in self.history:
+            actions.append(ToModel(orjson.dumps(_message_item(role, text)).decode()))
+        event = p.custom_event(
+            p.SESSION_RECONNECTED, reason=reason, replayed_items=len(self.history)
+        )
+        actions.append(ToClient(orjson.dumps(event).decode()))
+        return actions
+
     def stats_event(self) -> dict[str, Any]:
         return p.custom_event(p.SESSION_STATS, **self.stats.as_event_fields())
+
+
+def _message_item(role: str, text: str) -> dict[str, Any]:
+    """A conversation.item.create carrying plain text, as the model takes it for each role."""
+    part = "output_text" if role == "assistant" else "input_text"
+    return {
+        "type": p.ITEM_CREATE,
+        "event_id": p.event_id("relay"),
+        "item": {"type": "message", "role": role, "content": [{"type": part, "text": text}]},
+    }
 
 
 def _is_in(value: Any, allowed: frozenset[str]) -> bool:

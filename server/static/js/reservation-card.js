@@ -1,0 +1,88 @@
+// The reservation panel: a card for a confirmed or found booking, and a clear message when a
+// booking was not found or could not be made.
+
+import { codeCharacters, formatDate, formatParty, formatTime, spellCode } from "./format.js";
+
+const FAILURE_TITLES = {
+  reservation_exists: "This phone number already has a booking",
+  invalid_arguments: "Some details need another look",
+  timeout: "The booking system is slow to answer",
+  database_unavailable: "The booking system is unavailable",
+};
+
+export class ReservationPanel {
+  constructor(root) {
+    this.root = root;
+    this.$ = (id) => root.querySelector(`#${id}`);
+    this.card = this.$("reservation-card");
+    this.notice = this.$("notice");
+    this.empty = this.$("reservation-empty");
+  }
+
+  /** reservation.confirmed / reservation.found */
+  show(kind, event) {
+    const reservation = event.reservation ?? {};
+    const code = event.confirmation_number ?? reservation.confirmation_number ?? "";
+    const titles = {
+      confirmed: event.repeated ? "You're already booked — nothing changed" : "Booking confirmed",
+      found: "We found your reservation",
+    };
+    this.card.dataset.kind = kind;
+    this.$("card-title").textContent = titles[kind];
+    const codeBox = this.$("card-code");
+    codeBox.replaceChildren(
+      ...codeCharacters(code).map((ch) => {
+        const span = document.createElement("span");
+        span.className = "code-char";
+        span.textContent = ch;
+        return span;
+      }),
+    );
+    codeBox.dataset.code = code;
+    codeBox.setAttribute("aria-label", `Confirmation number ${codeCharacters(code).join(" ")}`);
+    this.$("card-code-spelled").textContent = spellCode(code);
+    this.$("card-name").textContent = reservation.name ?? "";
+    this.$("card-date").textContent = formatDate(reservation.reservation_date);
+    this.$("card-time").textContent = formatTime(reservation.reservation_time);
+    this.$("card-party").textContent = formatParty(reservation.party_size);
+    this.$("card-phone").textContent = reservation.phone_number ?? "";
+    const notes = reservation.other_info?.notes;
+    this.$("card-notes-row").hidden = !notes;
+    this.$("card-notes").textContent = notes ?? "";
+    this.empty.hidden = true;
+    this.notice.hidden = true;
+    this.card.hidden = false;
+    this.root.dataset.empty = "false";
+  }
+
+  /** reservation.not_found */
+  notFound(event) {
+    this.#notice("not-found", "No reservation found",
+      event.message || "We could not find a booking for that phone number and name.");
+  }
+
+  /** reservation.failed */
+  failed(event) {
+    this.#notice("failed", FAILURE_TITLES[event.reason] ?? "The booking was not made",
+      event.message || "Something went wrong while booking. Please try again.");
+  }
+
+  /** availability.checked: a hint, never replacing a booking already shown. */
+  availability(event) {
+    if (!this.card.hidden) return;
+    const when = `${formatParty(event.party_size)} on ${formatDate(event.date)} at ${formatTime(event.time)}`;
+    if (event.available) this.#notice("available", "A table is available", `${when}. Ask the host to book it.`);
+    else this.#notice("failed", "That time is taken", `${when} is not available.`);
+  }
+
+  #notice(kind, title, text) {
+    this.notice.dataset.kind = kind;
+    this.$("notice-title").textContent = title;
+    this.$("notice-text").textContent = text;
+    this.empty.hidden = true;
+    this.notice.hidden = false;
+    this.root.dataset.empty = "false";
+    // A not-found after a booking was shown must not leave the old card looking current.
+    if (kind !== "available") this.card.hidden = true;
+  }
+}
