@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import logging
 import sys
 from types import FrameType
@@ -100,10 +101,10 @@ class GracefulServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         self.draining = True
-        log.info("signal %d: ending calls before shutting down", sig)
         loop = asyncio.get_event_loop()
 
         async def drain_then_exit() -> None:
+            log.info("signal %d: ending calls before shutting down", sig)
             try:
                 await drain_all()
             finally:
@@ -112,7 +113,9 @@ class GracefulServer(uvicorn.Server):
         def start() -> None:
             self._drain = loop.create_task(drain_then_exit())
 
-        loop.call_soon_threadsafe(start)
+        # A fresh context: the signal interrupts whatever task was running, and the shutdown
+        # must not inherit that call's session id.
+        loop.call_soon_threadsafe(start, context=contextvars.Context())
 
 
 if __name__ == "__main__":
