@@ -39,6 +39,14 @@ class CuttableProxy:
         self.up = True
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.refused = 0  # connections turned away while cut
+        self._refusal = asyncio.Event()
+
+    async def wait_refused(self, count: int) -> None:
+        """Until `count` connections have been turned away (bound it with a timeout)."""
+        while self.refused < count:
+            self._refusal.clear()
+            await self._refusal.wait()
 
     @classmethod
     def for_dsn(cls, target_dsn: str) -> CuttableProxy:
@@ -65,6 +73,8 @@ class CuttableProxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.up:
             writer.close()
+            self.refused += 1
+            self._refusal.set()
             return
         try:
             if self._unix:
