@@ -55,17 +55,26 @@ export class Call extends EventTarget {
     this.socket = socket;
     socket.addEventListener("message", (e) => this.#receive(e.detail));
     socket.addEventListener("close", (e) => this.#closed(e.detail));
+    const context = this.context;
     try {
-      this.player = await Player.create(this.context);
-      this.#watchPlayback(this.player);
+      const player = await Player.create(context);
+      if (this.context !== context) return; // hung up meanwhile
+      this.player = player;
+      this.#watchPlayback(player);
     } catch (error) {
+      if (this.context !== context) return;
       this.#problem(`Audio playback could not start (${error.message}); replies will be text only.`);
     }
     const micReady = this.#startMic();
     try {
       await socket.connect();
     } catch {
-      return; // #closed has explained it
+      // Usually #closed has explained it already; a URL the browser refuses never opens at all.
+      if (this.state === "connecting" && socket === this.socket) {
+        this.#teardown();
+        this.#setState("dropped", "Could not reach the server. Check your connection and try again.");
+      }
+      return;
     }
     if (socket !== this.socket) return; // hung up while connecting
     this.#setState("connected");

@@ -28,7 +28,7 @@ function startCall() {
     controls.setMic(detail.state);
     if (detail.message) controls.showAlert(detail.message, "warning");
   });
-  call.start();
+  call.start().catch((error) => controls.showAlert(`The call could not start: ${error.message}`));
 }
 
 function onState({ state, detail }) {

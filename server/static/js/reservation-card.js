@@ -30,16 +30,21 @@ export class ReservationPanel {
     this.card.dataset.kind = kind;
     this.$("card-title").textContent = titles[kind];
     const codeBox = this.$("card-code");
+    // Boxes for the eye; for screen readers one character at a time ("K 7 P ...").
+    const spoken = document.createElement("span");
+    spoken.className = "visually-hidden";
+    spoken.textContent = codeCharacters(code).join(" ");
     codeBox.replaceChildren(
+      spoken,
       ...codeCharacters(code).map((ch) => {
         const span = document.createElement("span");
         span.className = "code-char";
+        span.setAttribute("aria-hidden", "true");
         span.textContent = ch;
         return span;
       }),
     );
     codeBox.dataset.code = code;
-    codeBox.setAttribute("aria-label", `Confirmation number ${codeCharacters(code).join(" ")}`);
     this.$("card-code-spelled").textContent = spellCode(code);
     this.$("card-name").textContent = reservation.name ?? "";
     this.$("card-date").textContent = formatDate(reservation.reservation_date);

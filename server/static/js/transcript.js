@@ -39,6 +39,7 @@ export class Transcript {
   assistantDelta(itemId, delta) {
     const bubble = this.bubbles.get(itemId) ?? this.#add(itemId, "assistant", "", "spoken");
     bubble.li.classList.add("is-live");
+    this.list.setAttribute("aria-busy", "true"); // announce the reply once, when complete
     bubble.text.textContent += delta;
     this.#scroll();
   }
@@ -46,6 +47,7 @@ export class Transcript {
   assistantDone(itemId, transcript) {
     const bubble = this.bubbles.get(itemId) ?? this.#add(itemId, "assistant", "", "spoken");
     bubble.li.classList.remove("is-live");
+    this.list.setAttribute("aria-busy", "false");
     if (typeof transcript === "string" && transcript) bubble.text.textContent = transcript;
     this.#scroll();
   }
@@ -56,6 +58,7 @@ export class Transcript {
     if (!bubble || bubble.li.classList.contains("is-interrupted")) return;
     bubble.li.classList.add("is-interrupted");
     bubble.li.classList.remove("is-live");
+    this.list.setAttribute("aria-busy", "false");
     const tag = document.createElement("span");
     tag.className = "tag";
     tag.textContent = "interrupted";

@@ -1,0 +1,390 @@
+"""The voice page in a real browser: Debian's Chromium, driven by Playwright, against the real
+server, the offline model and PostgreSQL.
+
+Chromium's fake microphone plays `tests/data/make_wav.py`'s speech-like WAV in a loop, so the
+microphone is always "talking". The page's mute button decides when the model hears it: calls
+start muted (the page then sends silence) except where a test wants the voice, which makes
+barge-in deterministic -- unmute while the assistant's greeting is playing, and the model's VAD
+hears the caller start speaking within a few 20 ms windows.
+
+The page's counters (`window.voiceTest`) and the model's own `/stats` are the evidence; every
+wait is bounded (Playwright's timeout is 15 s) and waits for a condition, never for time.
+Screenshots go to `tests/artifacts/` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.util
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server import offline_model
+from server.offline_model import dialog
+from server.offline_model.audio import synthesize
+from server.realtime import protocol as p
+from tests.conftest import LiveServer, serve_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+DATA = Path(__file__).parent / "data"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TIMEOUT_MS = 15_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium for the browser tests; enable them: apt-get install chromium",
+    ),
+]
+
+async_api = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'")
+async_api.expect.set_options(timeout=TIMEOUT_MS)
+
+BOOK = "Book a table for 4 tomorrow at 7pm, my name is Ada Lovelace, phone 9820 7272"
+PHONE_E164 = "+6598207272"  # 9820 7272 in the default region (SG)
+GREETING_SAMPLES = len(synthesize(dialog.GREETING)) // 2  # what the model says first, in samples
+
+
+def chromium_args(wav: Path) -> list[str]:
+    """Playwright gives every launch a fresh temporary profile (--user-data-dir) of its own."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.spec_from_file_location("make_wav", DATA / "make_wav.py")
+    assert spec is not None and spec.loader is not None
+    make_wav = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_wav)
+    return make_wav.write(tmp_path_factory.mktemp("mic") / "fake-mic.wav")
+
+
+@pytest.fixture(scope="module")
+async def model(settings) -> AsyncIterator[offline_model.OfflineModel]:
+    """Our own offline model, so its /stats show what reached it."""
+    handle = await offline_model.start(
+        host="127.0.0.1", port=0, timezone=settings.restaurant_timezone
+    )
+    try:
+        yield handle
+    finally:
+        await handle.close()
+
+
+@pytest.fixture(scope="module")
+async def server(settings, database, model) -> AsyncIterator[LiveServer]:
+    async with serve_app(settings.model_copy(update={"openai_base_url": model.url})) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+async def browser(fake_mic_wav: Path) -> AsyncIterator[Any]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with async_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=chromium_args(fake_mic_wav),
+            timeout=TIMEOUT_MS,
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@dataclass
+class Caller:
+    """One page, with the few gestures a caller makes and a look at the page's counters."""
+
+    page: Any
+    server: LiveServer
+    problems: list[str] = field(default_factory=list)
+
+    async def open(self) -> None:
+        await self.page.goto(self.server.url + "/")
+        await self.page.wait_for_function("() => window.voiceTest !== undefined")
+
+    async def start(self, *, muted: bool) -> None:
+        if muted:
+            await self.page.click("#mute")
+            await async_api.expect(self.page.locator("#mute")).to_have_attribute(
+                "aria-pressed", "true"
+            )
+        await self.page.click("#call")
+        await self.page.wait_for_selector("#connection[data-state=connected]")
+        await async_api.expect(self.page.locator("#message")).to_be_enabled()
+
+    async def type_turn(self, text: str) -> None:
+        await self.page.fill("#message", text)
+        await self.page.press("#message", "Enter")
+        await async_api.expect(self.page.locator("#message")).to_have_value("")
+
+    async def until(self, expression: str, arg: Any = None) -> Any:
+        handle = await self.page.wait_for_function(expression, arg=arg, polling=50)
+        return await handle.json_value()
+
+    async def counters(self) -> dict[str, Any]:
+        return await self.page.evaluate("() => JSON.parse(JSON.stringify(window.voiceTest))")
+
+
+@contextlib.asynccontextmanager
+async def open_caller(
+    browser: Any, server: LiveServer, *, width: int = 1280, height: int = 860
+) -> AsyncIterator[Caller]:
+    """A fresh browser context on the page; fails the test if the page logged any error."""
+    context = await browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    who = Caller(page, server)
+    page.on("pageerror", lambda error: who.problems.append(f"page error: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            who.problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    try:
+        await who.open()
+        yield who
+    finally:
+        await context.close()
+    assert who.problems == [], "the page logged errors"
+
+
+@pytest.fixture
+async def caller(browser, server: LiveServer) -> AsyncIterator[Caller]:
+    async with open_caller(browser, server) as who:
+        yield who
+
+
+async def card_code(page: Any) -> str:
+    await page.wait_for_selector("#reservation-card:not([hidden])")
+    code = await page.get_attribute("#card-code", "data-code")
+    assert code
+    return code
+
+
+async def model_stats(model: offline_model.OfflineModel) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.get(f"http://127.0.0.1:{model.port}/stats")
+        response.raise_for_status()
+        return response.json()
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+async def test_a_typed_booking_shows_the_card_with_the_confirmation_number_in_the_database(
+    caller: Caller, pool
+):
+    page = caller.page
+    await caller.start(muted=True)
+    # The host's greeting first (the lookup test types over it instead).
+    await caller.until("() => voiceTest.responses >= 1 && !voiceTest.playing")
+    await caller.type_turn(BOOK)
+
+    code = await card_code(page)
+    row = await pool.fetchrow(
+        "SELECT name, party_size, reservation_time, confirmation_number FROM reservations"
+        " WHERE phone_number = $1",
+        PHONE_E164,
+    )
+    assert row is not None, "the booking is not in the database"
+    assert row["confirmation_number"] == code
+    assert await page.inner_text("#card-name") == row["name"] == "Ada Lovelace"
+    assert await page.inner_text("#card-party") == "4 guests"
+    assert await page.inner_text("#card-time") == "7:00 PM"  # Chromium's en-US locale
+    assert await page.text_content("#card-code .visually-hidden") == " ".join(code)
+    assert "Booking confirmed" in await page.inner_text("#card-title")
+
+    # The typed turn and the host's spoken confirmation are both in the transcript.
+    typed = page.locator(".turn-user[data-how=typed] .turn-text")
+    await async_api.expect(typed).to_have_text(BOOK)
+    spelled = " ".join(code)
+    confirmation = page.locator(".turn-assistant:not(.is-live)", has_text=spelled)
+    await async_api.expect(confirmation).to_be_visible()
+    # Let the reply finish playing, then keep a picture of the finished booking.
+    await caller.until(
+        "() => voiceTest.last['response.done'] && !voiceTest.playing && voiceTest.samplesPlayed > 0"
+    )
+    await page.screenshot(path=str(ARTIFACTS / "booking.png"), full_page=True)
+    await page.emulate_media(color_scheme="dark", reduced_motion="reduce")  # no transitions
+    await page.screenshot(path=str(ARTIFACTS / "booking-dark.png"), full_page=True)
+
+
+async def test_a_lookup_shows_the_card_and_a_wrong_name_says_not_found(
+    browser, server: LiveServer, pool
+):
+    async with open_caller(browser, server, width=390, height=844) as caller:  # a phone
+        await lookup(caller, server)
+
+
+async def lookup(caller: Caller, server: LiveServer) -> None:
+    page = caller.page
+    day = (server.settings.today() + dt.timedelta(days=3)).isoformat()
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        made = await http.post(
+            "/api/reservations",
+            json={
+                "name": "Grace Hopper",
+                "phone_number": "9820 7272",
+                "reservation_date": day,
+                "reservation_time": "12:30",
+                "party_size": 2,
+                "other_info": {"notes": "window seat"},
+            },
+        )
+    assert made.status_code == 201, made.text
+    booked = made.json()
+
+    await caller.start(muted=True)
+    await caller.type_turn("Look up my reservation, phone 9820 7272, my name is Alan Turing")
+    notice = page.locator("#notice[data-kind=not-found]")
+    await async_api.expect(notice).to_be_visible()
+    await async_api.expect(notice).to_contain_text("No reservation found")
+    assert await page.is_hidden("#reservation-card")
+
+    await caller.type_turn("Look up my reservation, phone 9820 7272, my name is Grace Hopper")
+    code = await card_code(page)
+    assert code == booked["confirmation_number"]
+    assert "found your reservation" in await page.inner_text("#card-title")
+    assert await page.inner_text("#card-name") == "Grace Hopper"
+    assert await page.inner_text("#card-notes") == "window seat"
+    assert await page.is_hidden("#notice")
+    await caller.until("() => voiceTest.last['reservation.found'] && !voiceTest.playing")
+    await page.screenshot(path=str(ARTIFACTS / "lookup-phone.png"), full_page=True)
+
+
+async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model):
+    page = caller.page
+    before = (await model_stats(model))["audio_bytes_received"]
+    await caller.start(muted=False)
+
+    # The model's energy VAD found speech in what arrived: real microphone audio, not zeros.
+    await caller.until("() => voiceTest.events.includes('input_audio_buffer.speech_started')")
+    counters = await caller.counters()
+    assert counters["framesSent"] > 0
+    assert counters["bytesSent"] == counters["framesSent"] * 960  # 20 ms of PCM16 at 24 kHz
+    assert counters["micLevel"] > 0.02  # the meter's input is the WAV, not silence
+    assert int(await page.get_attribute("#mic-meter", "aria-valuenow") or 0) > 0
+    # The model's own count grows by at least what the page had sent by then.
+    await caller.until(
+        """async ([url, want]) => {
+            const stats = await (await fetch(url, {cache: "no-store"})).json();
+            return stats.audio_bytes_received >= want;
+        }""",
+        [f"http://127.0.0.1:{model.port}/stats", before + counters["bytesSent"]],
+    )
+    assert (await model_stats(model))["audio_bytes_received"] - before >= counters["bytesSent"]
+
+    # Muting sends silence: the model's VAD ends the turn and answers the spoken words.
+    await page.click("#mute")
+    spoken = page.locator(".turn-user[data-how=spoken] .turn-text").first
+    await async_api.expect(spoken).to_have_text("(spoken)")
+    reply = page.locator(".turn-assistant", has_text=dialog.AUDIO_REPLY)
+    await async_api.expect(reply).to_be_visible()
+
+
+async def test_the_assistant_audio_is_played_in_full_without_gaps(caller: Caller, model):
+    await caller.start(muted=True)  # the host greets the caller
+    counters = await caller.until(
+        """() => voiceTest.responses >= 1 && voiceTest.samplesReceived > 0 && !voiceTest.playing
+                 && voiceTest.samplesPlayed >= voiceTest.samplesReceived && voiceTest"""
+    )
+    assert counters["audioDeltasReceived"] >= 2
+    assert counters["samplesReceived"] == GREETING_SAMPLES  # every sample the model sent ...
+    assert counters["samplesPlayed"] == GREETING_SAMPLES  # ... went to the speakers
+    assert counters["playbackUnderruns"] == 0  # with no gap in the middle
+    assert counters["playbackFlushes"] == 0
+    greeting = caller.page.locator(".turn-assistant", has_text=dialog.GREETING)
+    await async_api.expect(greeting).to_be_visible()
+
+    # Hanging up closes the socket normally, and the server lets go of the model session.
+    await caller.page.click("#call")
+    await caller.page.wait_for_selector("#connection[data-state=ended]")
+    await caller.until("() => voiceTest.close && voiceTest.close.code === 1000")
+    async with asyncio.timeout(TIMEOUT_MS / 1000):
+        await model.wait_for_sessions(0)
+
+
+async def test_speaking_over_the_assistant_flushes_playback_and_truncates_its_reply(
+    caller: Caller,
+):
+    page = caller.page
+    await caller.start(muted=True)
+    # A quarter of a second into the greeting, the caller starts talking.
+    await caller.until(f"() => voiceTest.samplesPlayed >= {p.PCM16_RATE // 4}")
+    await page.click("#mute")
+
+    truncated = await caller.until("() => voiceTest.last['conversation.item.truncated']")
+    counters = await caller.counters()
+    sent = counters["lastTruncate"]
+    cut = counters["lastInterruption"]
+    greeting_item = counters["last"]["response.output_audio.done"]["item_id"]
+
+    assert counters["events"].index(p.SPEECH_STARTED) < counters["events"].index(p.ITEM_TRUNCATED)
+    assert counters["playbackFlushes"] == 1
+    assert counters["truncatesSent"] == 1
+    assert sent == {
+        "type": p.ITEM_TRUNCATE,
+        "item_id": greeting_item,
+        "content_index": 0,
+        "audio_end_ms": sent["audio_end_ms"],
+    }
+    # Milliseconds actually played: some, never more than played or received, and not all of it.
+    assert 0 < sent["audio_end_ms"] <= cut["playedMs"] < cut["receivedMs"]
+    assert cut["receivedMs"] <= GREETING_SAMPLES * 1000 // p.PCM16_RATE
+    # The model took the cut exactly as sent.
+    assert truncated["item_id"] == greeting_item
+    assert truncated["content_index"] == 0
+    assert truncated["audio_end_ms"] == sent["audio_end_ms"]
+    # The rest of the greeting never plays.
+    assert counters["samplesPlayed"] < GREETING_SAMPLES
+    assert not counters["playing"]
+    await async_api.expect(page.locator(".turn-assistant.is-interrupted")).to_be_visible()
+    await async_api.expect(page.locator(".turn-user[data-how=spoken]").first).to_be_visible()
+
+
+async def test_a_dropped_call_is_explained_and_call_again_starts_a_new_one(
+    browser, settings, model
+):
+    short = settings.model_copy(update={"openai_base_url": model.url, "max_session_s": 1.0})
+    async with serve_app(short) as live, open_caller(browser, live) as who:
+        page = who.page
+        await who.start(muted=True)
+        # The server ends the call at its maximum length (close 1000 "maximum call length").
+        await page.wait_for_selector("#connection[data-state=dropped]")
+        close = (await who.counters())["close"]
+        assert (close["code"], close["reason"]) == (1000, "maximum call length")
+        await async_api.expect(page.locator("#alert")).to_contain_text("reached its maximum length")
+        assert await page.is_disabled("#message")
+        assert await page.is_hidden("#call")
+        await page.screenshot(path=str(ARTIFACTS / "dropped.png"))
+
+        await page.click("#reconnect")
+        await page.wait_for_selector("#connection[data-state=connected]")
+        assert await page.is_hidden("#reconnect")
+        assert await page.is_hidden("#alert")
