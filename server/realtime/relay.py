@@ -196,7 +196,7 @@ class _Call:
             max_events_per_s=settings.max_client_events_per_s,
         )
         self.tool_tasks: set[asyncio.Task[None]] = set()
-        self.started = time.monotonic()
+        self.started = self.last_client_event = time.monotonic()
         self.stopping: asyncio.Future[_EndCall] = asyncio.get_running_loop().create_future()
 
     def stop(self, end: _EndCall) -> None:
@@ -220,6 +220,7 @@ class _Call:
                 asyncio.create_task(self.client_pump(), name=f"{self.sid}-client"),
                 asyncio.create_task(self.model_pump(), name=f"{self.sid}-model"),
                 asyncio.create_task(self.rotate_model(), name=f"{self.sid}-rotate"),
+                asyncio.create_task(self.idle_watch(), name=f"{self.sid}-idle"),
                 self.stopping,
             ]
             async with asyncio.timeout(self.settings.max_session_s):
@@ -343,23 +344,31 @@ class _Call:
         receive = self.ws.receive
         session = self.session
         clock = time.monotonic
-        idle = self.settings.session_idle_timeout_s
         while True:
-            try:
-                async with asyncio.timeout(idle):
-                    message = await receive()
-            except TimeoutError:
-                error = _server_error(
-                    "idle_timeout", "No events for too long; the call was closed."
-                )
-                raise _EndCall(CLOSE_NORMAL, "idle timeout", error) from None
+            message = await receive()
+            self.last_client_event = now = clock()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is not None:
-                await self.execute(session.client_text(text, clock()))
+                await self.execute(session.client_text(text, now))
             else:
                 await self.execute(session.client_binary())
+
+    async def idle_watch(self) -> None:
+        """End a call whose client has sent nothing for `SESSION_IDLE_TIMEOUT_S`.
+
+        A watchdog rather than a timeout around each receive: no timer per audio frame.
+        """
+        idle = self.settings.session_idle_timeout_s
+        while True:
+            quiet_for = time.monotonic() - self.last_client_event
+            if quiet_for >= idle:
+                error = _server_error(
+                    "idle_timeout", "No events for too long; the call was closed."
+                )
+                raise _EndCall(CLOSE_NORMAL, "idle timeout", error)
+            await asyncio.sleep(idle - quiet_for)
 
     async def model_pump(self) -> None:
         session = self.session
