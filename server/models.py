@@ -7,11 +7,18 @@ made by voice and one made over HTTP are checked by the same code.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 MAX_OTHER_INFO_BYTES = 4096
 NAME_MAX = 100
@@ -81,7 +88,11 @@ class ReservationRequest(Slot):
 
     name: str = Field(min_length=1, max_length=NAME_MAX)
     phone_number: str = Field(min_length=1, max_length=40)
-    other_info: dict[str, Any] = Field(default_factory=dict)
+    # Keys as sent: the model's str_strip_whitespace would turn " note" into "note", and
+    # {" a ": 1, "a": 2} into {"a": 2}.
+    other_info: dict[Annotated[str, StringConstraints(strip_whitespace=False)], Any] = Field(
+        default_factory=dict
+    )
 
     @field_validator("name")
     @classmethod

@@ -639,7 +639,33 @@ def _check_turn_detection(setting: Any, path: str) -> Any:
     extra = sorted(set(setting) - TURN_DETECTION_KEYS)
     if extra:
         raise _not_yours(f"{path}.{extra[0]}")
+    for key, value in setting.items():
+        rule = _TURN_DETECTION_VALUES.get(key)
+        if rule is not None and not rule[0](value):
+            raise Refused(
+                "invalid_value", f"turn_detection.{key} must be {rule[1]}.", f"{path}.{key}"
+            )
     return setting
+
+
+def _is_ms(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# Checked here, not left to the model: a wrong-typed value is a client mistake to refuse by name
+# (the offline model, for one, cannot apply it and fails every later session.update).
+_TURN_DETECTION_VALUES: dict[str, tuple[Any, str]] = {
+    "threshold": (
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a number from 0 to 1",
+    ),
+    "prefix_padding_ms": (_is_ms, "a whole number of milliseconds"),
+    "silence_duration_ms": (_is_ms, "a whole number of milliseconds"),
+    "idle_timeout_ms": (lambda v: v is None or _is_ms(v), "a whole number of milliseconds"),
+    "create_response": (lambda v: isinstance(v, bool), "true or false"),
+    "interrupt_response": (lambda v: isinstance(v, bool), "true or false"),
+    "eagerness": (lambda v: v in ("low", "medium", "high", "auto"), "low, medium, high or auto"),
+}
 
 
 def _not_yours(path: str) -> Refused:
