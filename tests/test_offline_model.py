@@ -568,3 +568,30 @@ async def test_cli_prints_url_and_exits_cleanly_on_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_a_refused_session_update_changes_nothing() -> None:
+    from server.offline_model.conversation import Conversation
+    from server.offline_model.stats import Stats
+
+    conversation = Conversation(model="gpt-realtime", stats=Stats(), today=date.today)
+    conversation.opening()
+    bad = {
+        "type": "session.update",
+        "event_id": "u1",
+        "session": {
+            "type": "realtime",
+            "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": "abc"}}},
+        },
+    }
+    (error,) = conversation.handle_raw(json.dumps(bad))
+    assert error["type"] == "error" and error["error"]["code"] == "invalid_value"
+    assert error["error"]["event_id"] == "u1"
+    good = {
+        "type": "session.update",
+        "session": {"type": "realtime", "audio": {"output": {"voice": "cedar"}}},
+    }
+    (updated,) = conversation.handle_raw(json.dumps(good))
+    assert updated["type"] == "session.updated"
+    assert updated["session"]["audio"]["output"]["voice"] == "cedar"
+    assert updated["session"]["audio"]["input"]["turn_detection"]["threshold"] == 0.5

@@ -178,8 +178,17 @@ class Conversation:
         turn = audio_input.get("turn_detection")
         if isinstance(turn, dict) and turn.get("type") == "server_vad":
             audio_input["turn_detection"] = {**events.DEFAULT_TURN_DETECTION, **turn}
-        self.session = merged
-        self._configure_vad()
+        previous, self.session = self.session, merged
+        try:
+            self._configure_vad()
+        except (TypeError, ValueError):
+            self.session = previous  # as the API does: a refused update changes nothing
+            self._configure_vad()
+            raise ClientError(
+                "invalid_value",
+                "turn_detection threshold and durations must be numbers.",
+                "session.audio.input.turn_detection",
+            ) from None
         return [events.event(p.SESSION_UPDATED, session=copy.deepcopy(self.session))]
 
     def _turn_detection(self) -> dict[str, Any] | None:
