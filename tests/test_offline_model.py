@@ -152,6 +152,8 @@ def types(events: list[dict[str, Any]]) -> list[str]:
         ("Can you look up my reservation? name is carol, phone 8123 4567",
          dict(intent="lookup", name="Carol", phone="81234567")),
         ("Do I have a booking? I'm Dave", dict(intent="lookup", name="Dave")),
+        ("Look up my reservation, phone 9820 7272, name Ada Lovelace",
+         dict(intent="lookup", name="Ada Lovelace", phone="98207272")),
         ("Check my reservation please", dict(intent="lookup")),
         ("Is a table available on December 3rd at noon for 3?",
          dict(intent="availability", date="2026-12-03", time="12:00", party_size=3)),

@@ -86,7 +86,8 @@ _NAME_STRONG = re.compile(
 )
 # Cues that often precede other words ("I'm looking"): the name must be capitalised.
 _NAME_WEAK = re.compile(
-    r"\b(?:i['’]m|i\s+am|im|this\s+is|it['’]s|it\s+is|under)\s+" + _CAP_NAME_WORDS, re.I
+    r"\b(?:i['’]m|i\s+am|im|this\s+is|it['’]s|it\s+is|under|name:?)\s+" + _CAP_NAME_WORDS,
+    re.I,
 )
 
 _LOOKUP_STRONG = re.compile(
