@@ -74,6 +74,7 @@ def _serve(settings: Settings, workers: int) -> None:
         log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
         log_level=settings.log_level,
         ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,  # browsers offer it; base64 audio is not worth the CPU
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
     )
     server = GracefulServer(config)

@@ -130,6 +130,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
         log_level="warning",
         lifespan="on",
         ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,  # browsers offer it; base64 audio is not worth the CPU
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Any, Protocol
 
 from openai import AsyncOpenAI
 
@@ -32,19 +32,31 @@ class ModelUnavailable(Exception):
 
 
 class _SdkConnection:
-    def __init__(self, connection: object):
+    """The SDK's connection, read and written on its underlying WebSocket.
+
+    The SDK opened the socket (URL, headers, options) and we keep its object for closing. Frames
+    go straight through the `websockets` connection beneath it: the SDK's `send_raw` adds a send
+    queue and task bookkeeping, and `recv_bytes` a decode step, on every audio frame -- about 5%
+    of the relay's CPU. Should a future SDK hide that socket, the public methods are used.
+    """
+
+    def __init__(self, connection: Any):
         self._conn = connection
+        socket = getattr(connection, "_connection", None)
+        if callable(getattr(socket, "send", None)) and callable(getattr(socket, "recv", None)):
+            self.send = socket.send  # type: ignore[method-assign]  # str in, text frame out
+            self.recv = socket.recv  # type: ignore[method-assign]  # text frame in, str out
 
     async def send(self, text: str) -> None:
-        await self._conn.send_raw(text)  # type: ignore[attr-defined]
+        await self._conn.send_raw(text)
 
     async def recv(self) -> str:
-        data: bytes = await self._conn.recv_bytes()  # type: ignore[attr-defined]
+        data: bytes = await self._conn.recv_bytes()
         return data.decode()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self._conn.close()  # type: ignore[attr-defined]
+            await self._conn.close()
 
 
 class ModelClient:

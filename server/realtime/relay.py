@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 import websockets.exceptions as ws_errors
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server import access
@@ -111,7 +112,15 @@ class Relay:
     def active(self) -> int:
         return len(self.calls)
 
-    async def endpoint(self, websocket: WebSocket) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of `/v1/realtime`.
+
+        Starlette's `WebSocket` handles the handshake and closing; the pumps use the raw ASGI
+        `receive`/`send`, which skip its per-message state checks on the audio path.
+        """
+        await self.endpoint(WebSocket(scope, receive, send), receive, send)
+
+    async def endpoint(self, websocket: WebSocket, receive: Receive, send: Send) -> None:
         await websocket.accept()
         refusal = self._refusal(websocket)
         if refusal is not None:
@@ -120,7 +129,7 @@ class Relay:
             await _send(websocket, orjson.dumps(error).decode())
             await _close(websocket, code, reason)
             return
-        call = _Call(self, websocket, f"s{next(_session_ids)}")
+        call = _Call(self, websocket, receive, send, f"s{next(_session_ids)}")
         self.calls.add(call)
         self._no_calls.clear()
         token = session_id.set(call.sid)
@@ -179,11 +188,13 @@ async def drain_all() -> None:
 class _Call:
     """One caller's session: its sockets, its tasks, its protocol state."""
 
-    def __init__(self, relay: Relay, websocket: WebSocket, sid: str):
+    def __init__(self, relay: Relay, websocket: WebSocket, receive: Receive, send: Send, sid: str):
         settings = relay.settings
         self.relay = relay
         self.settings = settings
         self.ws = websocket
+        self.receive = receive
+        self.send = send
         self.sid = sid
         self.model: ModelConnection | None = None
         self.model_since = 0.0
@@ -341,7 +352,7 @@ class _Call:
     # -- pumps --------------------------------------------------------------------------------
 
     async def client_pump(self) -> None:
-        receive = self.ws.receive
+        receive = self.receive
         session = self.session
         clock = time.monotonic
         while True:
@@ -402,7 +413,7 @@ class _Call:
             kind = type(action)
             if kind is ToClient:
                 try:
-                    await self.ws.send_text(action.text)  # type: ignore[union-attr]
+                    await self.send({"type": "websocket.send", "text": action.text})  # type: ignore[union-attr]
                 except Exception:
                     raise _ClientGone() from None
             elif kind is ToModel:
