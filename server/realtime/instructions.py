@@ -12,6 +12,8 @@ from typing import Any
 from server.realtime import protocol as p
 from server.settings import Settings
 
+TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
+
 
 def host_instructions(restaurant: str, now: dt.datetime) -> str:
     return f"""You are the friendly host of {restaurant}, answering the phone.
@@ -48,6 +50,9 @@ def session_update(
             "audio": {
                 "input": {
                     "format": pcm,
+                    # The caller's words as text: for the page's transcript, and for replaying
+                    # the conversation into a fresh model session after a reconnect.
+                    "transcription": {"model": TRANSCRIPTION_MODEL},
                     "turn_detection": {
                         "type": "server_vad",
                         "threshold": 0.5,
