@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import uvicorn
+from starlette.applications import Starlette
 
 from server.app import create_app
 from server.database import Database, open_database, start_embedded
@@ -118,6 +119,7 @@ class LiveServer:
     url: str  # http://127.0.0.1:PORT
     ws_url: str  # ws://127.0.0.1:PORT
     settings: Settings
+    app: Starlette
 
 
 @contextlib.asynccontextmanager
@@ -125,8 +127,9 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
     """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration."""
     sock = free_socket()
     port = sock.getsockname()[1]
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         log_level="warning",
         lifespan="on",
         ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
@@ -142,7 +145,7 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
             task.result()  # start-up failed: raise its error
         raise RuntimeError("server did not start within 30 s")
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings)
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, app)
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)

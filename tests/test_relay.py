@@ -367,6 +367,27 @@ async def test_abrupt_client_drop_also_cleans_up(server, model):
         await model.wait_for_sessions(0)
 
 
+async def test_many_calls_leave_no_task_or_session_behind(server, model):
+    """Hundreds of calls, half of them dropped without a closing handshake: nothing leaks."""
+    relay = server.app.state.relay
+
+    async def one_call(n: int) -> None:
+        async with call(server) as caller:
+            await caller.send(append(bytes(960)))
+            if n % 2:
+                caller.ws.transport.abort()
+
+    async with asyncio.timeout(60):
+        await relay.idle()
+        baseline = len(asyncio.all_tasks())
+        for batch in range(10):
+            await asyncio.gather(*(one_call(batch * 30 + n) for n in range(30)))
+        await relay.idle()
+        await model.wait_for_sessions(0)
+    assert relay.active == 0
+    assert len(asyncio.all_tasks()) <= baseline
+
+
 async def test_model_gone_for_good_ends_the_call_with_an_error_and_1011(settings, database):
     async with (
         offline_model.OfflineModel() as doomed,

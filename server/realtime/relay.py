@@ -174,7 +174,11 @@ class Relay:
             )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_grace_s):
-                await self._no_calls.wait()
+                await self.idle()
+
+    async def idle(self) -> None:
+        """Return once no call is live (every call's tasks have ended)."""
+        await self._no_calls.wait()
 
 
 _relays: weakref.WeakSet[Relay] = weakref.WeakSet()
