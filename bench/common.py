@@ -50,14 +50,22 @@ def machine() -> dict[str, Any]:
     }
 
 
+def with_database(dsn: str, name: str) -> str:
+    """The same server's DSN, pointing at database `name`."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
 @contextlib.contextmanager
-def server_dsn() -> Iterator[str]:
-    """DATABASE_URL's server if set, else the embedded one under .data/bench-pg."""
+def server_dsn(data_name: str = "bench-pg") -> Iterator[str]:
+    """DATABASE_URL's server if set, else an embedded one under `.data/<data_name>`.
+
+    Shared by the benchmarks and the test suite: both make throwaway databases on it.
+    """
     configured = os.environ.get("DATABASE_URL")
     if configured:
         yield configured
         return
-    embedded = start_embedded(PROJECT_ROOT / ".data" / "bench-pg")
+    embedded = start_embedded(PROJECT_ROOT / ".data" / data_name)
     try:
         yield embedded.uri
     finally:
@@ -65,15 +73,22 @@ def server_dsn() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def throwaway_database(admin_dsn: str) -> AsyncIterator[str]:
-    name = f"bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+async def throwaway_database(admin_dsn: str, prefix: str = "bench") -> AsyncIterator[str]:
+    """A new empty database on the server of `admin_dsn`, dropped (even if in use) afterwards."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = await asyncpg.connect(admin_dsn, timeout=10)
     try:
-        yield urlunsplit(urlsplit(admin_dsn)._replace(path=f"/{name}"))
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+    try:
+        yield with_database(admin_dsn, name)
+    finally:
+        admin = await asyncpg.connect(admin_dsn, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def write_results(kind: str, data: dict[str, Any]) -> Path:

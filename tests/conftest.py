@@ -9,59 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 
+from bench.common import server_dsn, throwaway_database
 from server.app import create_app
-from server.database import Database, open_database, start_embedded
+from server.database import Database, open_database
 from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
-from server.settings import PROJECT_ROOT, Settings
-
-
-def with_database(dsn: str, name: str) -> str:
-    """The same server DSN, pointing at database `name`."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
+from server.settings import Settings
 
 
 @pytest.fixture(scope="session")
 def admin_dsn() -> Iterator[str]:
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    embedded = start_embedded(PROJECT_ROOT / ".data" / "test-pg")
-    try:
-        yield embedded.uri
-    finally:
-        embedded.stop()
+    with server_dsn("test-pg") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")
 async def test_dsn(admin_dsn: str) -> AsyncIterator[str]:
-    name = f"reservations_test_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(admin_dsn, name)
-    finally:
-        admin = await asyncpg.connect(admin_dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with throwaway_database(admin_dsn, "reservations_test") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

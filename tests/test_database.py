@@ -10,6 +10,7 @@ import sys
 import asyncpg
 import pytest
 
+from bench.common import with_database
 from server.database import (
     create_pool,
     migrate,
@@ -18,7 +19,6 @@ from server.database import (
     start_embedded,
 )
 from server.settings import PROJECT_ROOT
-from tests.conftest import with_database
 
 
 @pytest.fixture
