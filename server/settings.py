@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     model_connect_timeout_s: float = Field(10.0, gt=0)
     tool_timeout_s: float = Field(8.0, gt=0)
     session_idle_timeout_s: float = Field(300.0, gt=0)
+    send_timeout_s: float = Field(15.0, gt=0)  # a peer that stops reading this long ends the call
     max_sessions: int = Field(200, ge=1)
     max_client_frame_bytes: int = Field(256 * 1024, ge=1024)
     max_client_events_per_s: float = Field(200.0, gt=0)  # bursts of twice this are let through

@@ -388,6 +388,43 @@ async def test_many_calls_leave_no_task_or_session_behind(server, model):
     assert len(asyncio.all_tasks()) <= baseline
 
 
+async def test_a_client_that_stops_reading_is_let_go(settings, database):
+    """The echo model answers every frame; the client never reads: the call must not hang."""
+    async with offline_model.OfflineModel(echo=True) as echo:
+        slow = settings.model_copy(
+            update={
+                "openai_base_url": echo.url,
+                "send_timeout_s": 0.5,
+                "max_client_events_per_s": 1e6,  # it is the reading, not the rate, on trial here
+            }
+        )
+        async with (
+            serve_app(slow) as live,
+            websockets.connect(
+                f"{live.ws_url}/v1/realtime",
+                max_queue=1,
+                max_size=None,  # stops reading the socket
+            ) as ws,
+        ):
+            caller = Caller(ws)
+            await caller.until("session.updated")
+            frame = orjson.dumps(append(bytes(180_000))).decode()  # 240 KB, echoed back
+
+            async def flood() -> None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:  # send, never read
+                        await ws.send(frame)
+
+            flooding = asyncio.create_task(flood())
+            try:
+                async with asyncio.timeout(20):
+                    await live.app.state.relay.idle()  # the watchdog ended the call
+                    await echo.wait_for_sessions(0)  # and its model session
+            finally:
+                flooding.cancel()
+                ws.transport.abort()
+
+
 async def test_model_gone_for_good_ends_the_call_with_an_error_and_1011(settings, database):
     async with (
         offline_model.OfflineModel() as doomed,

@@ -9,12 +9,12 @@ which tests can also satisfy with any object of the same shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, Protocol
 
 from openai import AsyncOpenAI
 
 MODEL_MAX_FRAME_BYTES = 16 * 1024 * 1024
+CLOSE_TIMEOUT_S = 2.0
 
 
 class ModelConnection(Protocol):
@@ -55,8 +55,16 @@ class _SdkConnection:
         return data.decode()
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._conn.close()
+        """Close politely, but never wait on a peer that has stopped reading: then abort."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self._conn.close()
+        except TimeoutError:
+            transport = getattr(getattr(self._conn, "_connection", None), "transport", None)
+            if transport is not None:
+                transport.abort()
+        except Exception:  # already closed or broken: nothing left to release
+            pass
 
 
 class ModelClient:
@@ -77,7 +85,7 @@ class ModelClient:
                 "max_size": MODEL_MAX_FRAME_BYTES,
                 "compression": None,  # base64 audio does not compress; deflate only costs CPU
                 "open_timeout": self.timeout_s,
-                "close_timeout": 2,
+                "close_timeout": CLOSE_TIMEOUT_S,
                 "ping_interval": 20,
                 "ping_timeout": 20,
             },

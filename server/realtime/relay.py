@@ -47,6 +47,7 @@ log = logging.getLogger("server.relay")
 
 TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; ours is stricter and polite
 CLOSE_NORMAL = 1000
+CLOSING_SEND_S = 2.0  # the last error event and close frame, to a client that may not read
 CLOSE_RESTART = 1012
 RECONNECT_DELAYS_S = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # before each try to replace a lost model
 FATAL_MODEL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})  # retrying cannot help
@@ -212,6 +213,8 @@ class _Call:
         )
         self.tool_tasks: set[asyncio.Task[None]] = set()
         self.started = self.last_client_event = time.monotonic()
+        self.client_send_since = 0.0  # when a send to the client started; 0 when none is under way
+        self.model_send_since = 0.0
         self.stopping: asyncio.Future[_EndCall] = asyncio.get_running_loop().create_future()
 
     def stop(self, end: _EndCall) -> None:
@@ -235,7 +238,7 @@ class _Call:
                 asyncio.create_task(self.client_pump(), name=f"{self.sid}-client"),
                 asyncio.create_task(self.model_pump(), name=f"{self.sid}-model"),
                 asyncio.create_task(self.rotate_model(), name=f"{self.sid}-rotate"),
-                asyncio.create_task(self.idle_watch(), name=f"{self.sid}-idle"),
+                asyncio.create_task(self.watchdog(), name=f"{self.sid}-watchdog"),
                 self.stopping,
             ]
             async with asyncio.timeout(self.settings.max_session_s):
@@ -370,20 +373,30 @@ class _Call:
             else:
                 await self.execute(session.client_binary())
 
-    async def idle_watch(self) -> None:
-        """End a call whose client has sent nothing for `SESSION_IDLE_TIMEOUT_S`.
+    async def watchdog(self) -> None:
+        """End a call whose client went quiet, or whose page or model stopped reading.
 
-        A watchdog rather than a timeout around each receive: no timer per audio frame.
+        A watchdog rather than a timeout around each receive and send: no timer per audio frame.
+        A send blocks only when the peer's buffers are full, i.e. it has stopped reading.
         """
         idle = self.settings.session_idle_timeout_s
+        stuck = self.settings.send_timeout_s
+        tick = min(idle, stuck) / 2
         while True:
-            quiet_for = time.monotonic() - self.last_client_event
-            if quiet_for >= idle:
+            now = time.monotonic()
+            if now - self.last_client_event >= idle:
                 error = _server_error(
                     "idle_timeout", "No events for too long; the call was closed."
                 )
                 raise _EndCall(CLOSE_NORMAL, "idle timeout", error)
-            await asyncio.sleep(idle - quiet_for)
+            if self.client_send_since and now - self.client_send_since >= stuck:
+                log.warning("the client stopped reading for %.0fs", now - self.client_send_since)
+                raise _EndCall(CLOSE_POLICY, "client not reading")
+            if self.model_send_since and now - self.model_send_since >= stuck:
+                log.warning("the model stopped reading for %.0fs", now - self.model_send_since)
+                error = _server_error("model_disconnected", "The voice model stopped responding.")
+                raise _EndCall(CLOSE_INTERNAL, "model not reading", error)
+            await asyncio.sleep(tick)
 
     async def model_pump(self) -> None:
         session = self.session
@@ -416,10 +429,13 @@ class _Call:
         for action in actions:
             kind = type(action)
             if kind is ToClient:
+                self.client_send_since = time.monotonic()
                 try:
                     await self.send({"type": "websocket.send", "text": action.text})  # type: ignore[union-attr]
                 except Exception:
                     raise _ClientGone() from None
+                finally:
+                    self.client_send_since = 0.0
             elif kind is ToModel:
                 await self.to_model(action.text)  # type: ignore[union-attr]
             elif kind is RunTool:
@@ -434,11 +450,14 @@ class _Call:
         while True:
             assert self.model is not None
             model, changed = self.model, self.model_changed
+            self.model_send_since = time.monotonic()
             try:
                 await model.send(text)
                 return
             except ws_errors.ConnectionClosed:
                 await changed.wait()  # the model pump replaces it, or the call ends
+            finally:
+                self.model_send_since = 0.0
 
     async def tool_call(self, call: RunTool) -> None:
         """Run one tool; deliver each of its messages even if another side has gone."""
@@ -469,10 +488,13 @@ def _peer(websocket: WebSocket) -> str:
 
 
 async def _send(websocket: WebSocket, text: str) -> None:
+    """Best effort, bounded: a client that no longer reads must not hold the call open."""
     with contextlib.suppress(Exception):
-        await websocket.send_text(text)
+        async with asyncio.timeout(CLOSING_SEND_S):
+            await websocket.send_text(text)
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:
     with contextlib.suppress(Exception):
-        await websocket.close(code, reason)
+        async with asyncio.timeout(CLOSING_SEND_S):
+            await websocket.close(code, reason)
