@@ -31,7 +31,7 @@ def mask_phones(text: str) -> str:
 
     def mask(match: re.Match[str]) -> str:
         found = match.group(0)
-        digits = [c for c in found if c.isdigit()]
+        digits = [c for c in found.removeprefix("%2B") if c.isdigit()]
         if len(digits) < 8 or _DATE.match(found):
             return found
         return "*" * (len(digits) - 4) + "".join(digits[-4:])
@@ -49,6 +49,11 @@ class _Context(logging.Filter):
         return True
 
 
+def _logger_name(name: str) -> str:
+    """uvicorn logs its ordinary start-up and connection lines as "uvicorn.error"."""
+    return "uvicorn" if name == "uvicorn.error" else name
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -56,7 +61,7 @@ class JsonFormatter(logging.Formatter):
                 timespec="milliseconds"
             ),
             "level": record.levelname.lower(),
-            "logger": record.name,
+            "logger": _logger_name(record.name),
             "msg": record.getMessage(),
         }
         if getattr(record, "session", None):
@@ -68,11 +73,12 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s%(sid)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(logger)s%(sid)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         sid = getattr(record, "session", None)
         record.sid = f" [{sid}]" if sid else ""
+        record.logger = _logger_name(record.name)
         return super().format(record)
 
 
