@@ -1128,3 +1128,71 @@ def test_stats_keep_only_the_last_fifty(s: RelaySession) -> None:
 )
 def test_peek_type(text: str, expected: str | None) -> None:
     assert peek_type(text) == expected
+
+
+# --- replay after a model reconnect, and the event rate -----------------------------------------
+
+
+def _user_text(text: str) -> str:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return ev(p.ITEM_CREATE, item=item)
+
+
+def test_replay_sends_settings_then_the_conversation_as_text(s: RelaySession) -> None:
+    s.client_text(_user_text("A table for two tomorrow"))
+    s.client_text(ev(p.SESSION_UPDATE, session={"audio": {"output": {"voice": "cedar"}}}))
+    s.model_text(ev(p.INPUT_TRANSCRIPTION_COMPLETED, item_id="i1", transcript="at seven"), 1.0)
+    s.model_text(ev(p.OUTPUT_TRANSCRIPT_DONE, item_id="a1", transcript="What name?"), 1.1)
+    actions = s.replay("model_disconnected")
+    to_model = [json.loads(a.text) for a in actions if isinstance(a, ToModel)]
+    assert to_model[0] == s.session_update  # the server's settings first
+    assert to_model[1]["session"]["audio"]["output"]["voice"] == "cedar"  # then the client's
+    items = [(e["item"]["role"], e["item"]["content"][0]) for e in to_model[2:]]
+    assert items == [
+        ("user", {"type": "input_text", "text": "A table for two tomorrow"}),
+        ("user", {"type": "input_text", "text": "at seven"}),
+        ("assistant", {"type": "output_text", "text": "What name?"}),
+    ]
+    (page,) = [json.loads(a.text) for a in actions if isinstance(a, ToClient)]
+    assert page["type"] == p.SESSION_RECONNECTED
+    assert page["reason"] == "model_disconnected" and page["replayed_items"] == 3
+
+
+def test_a_call_running_across_a_reconnect_is_told_in_words(s: RelaySession) -> None:
+    s.model_text(ev(p.RESPONSE_CREATED, response={"id": "r1"}), 1.0)
+    call = ev(p.FUNCTION_ARGS_DONE, response_id="r1", call_id="c1", name="make_reservation",
+              arguments='{"name":"Ada"}')  # fmt: skip
+    assert any(isinstance(a, RunTool) for a in s.model_text(call, 1.1))
+    assert not s.quiet
+    s.replay("model_disconnected")  # the session that asked for c1 is gone
+    actions = s.tool_finished("c1", '{"ok":true}', None, 3.0, True)
+    sent = [json.loads(a.text) for a in actions if isinstance(a, ToModel)]
+    assert sent[0]["item"]["type"] == "message" and sent[0]["item"]["role"] == "system"
+    assert "make_reservation" in sent[0]["item"]["content"][0]["text"]
+    assert all(e["item"].get("type") != "function_call_output" for e in sent if "item" in e)
+    assert sent[-1]["type"] == p.RESPONSE_CREATE  # so the new session says the result
+    assert s.quiet is False  # until that response is created and done
+    s.model_text(ev(p.RESPONSE_CREATED, response={"id": "r2"}), 1.2)
+    s.model_text(ev(p.RESPONSE_DONE, response={"id": "r2", "status": "completed"}), 1.3)
+    assert s.quiet
+
+
+def test_history_is_bounded(s: RelaySession) -> None:
+    for n in range(100):
+        s.client_text(_user_text(f"turn {n} " + "x" * 2500))
+    assert len(s.history) == 40
+    assert s.history[-1][1].startswith("turn 99") and len(s.history[-1][1]) == 2000
+
+
+def test_event_flood_is_refused_once_a_second_then_closed() -> None:
+    s = RelaySession(max_frame_chars=MAX_FRAME, session_update={}, max_events_per_s=10)
+    clear = ev(p.INPUT_AUDIO_CLEAR)
+    forwarded = [a for _ in range(20) for a in s.client_text(clear, 0.0)]
+    assert sum(isinstance(a, ToModel) for a in forwarded) == 20  # a burst of 2x the rate passes
+    refused = s.client_text(clear, 0.0)
+    assert json.loads(refused[0].text)["error"]["code"] == "rate_limited"
+    assert s.client_text(clear, 0.05) == []  # said once a second, not for every event
+    assert isinstance(s.client_text(clear, 1.0)[0], ToModel)  # tokens refill with time
+    for _ in range(600):
+        actions = s.client_text(clear, 1.0)
+    assert actions == [Close(1008, "too many events")]
