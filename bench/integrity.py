@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -22,20 +21,15 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.common import free_port
 from server.settings import PROJECT_ROOT
 
 CONCURRENCY = 100  # requests in flight at once for the distinct-phone run
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _start_server(dsn: str) -> tuple[asyncio.subprocess.Process, str]:
     """A server process, returned once its start-up is complete (read from its log)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": dsn, "PORT": str(port), "LOG_LEVEL": "info"}
     env.pop("OPENAI_API_KEY", None)
     proc = await asyncio.create_subprocess_exec(

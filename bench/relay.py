@@ -49,10 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import re
 import shutil
-import socket
 import sys
 import time
 from collections import Counter
@@ -61,7 +58,17 @@ from typing import Any
 
 import psutil
 
-from bench.common import machine, print_table, server_dsn, throwaway_database, write_results
+from bench.common import (
+    clean_env,
+    free_port,
+    machine,
+    print_table,
+    server_dsn,
+    spawn_listening,
+    stop,
+    throwaway_database,
+    write_results,
+)
 from server.settings import PROJECT_ROOT
 
 DEFAULT_CALLS = (1, 10, 50, 100, 200, 400)
@@ -83,37 +90,6 @@ TARGETS = {
 
 # --- processes --------------------------------------------------------------------------------
 
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY")
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The environment for our child processes: no API key, no proxies, loopback only."""
-    env = {k: v for k, v in os.environ.items() if k.upper() not in _PROXY_VARS}
-    env.pop("OPENAI_API_KEY", None)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def stop(process: asyncio.subprocess.Process, within_s: float = 15.0) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), within_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-
 
 async def http_get(port: int, path: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
     """A one-shot HTTP/1.1 GET on 127.0.0.1 (no client library: nothing to proxy)."""
@@ -132,29 +108,9 @@ async def http_get(port: int, path: str, timeout_s: float = 3.0) -> tuple[int, b
 
 async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int]:
     """`python -m server.offline_model --port 0 --echo`; returns the process and its port."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server.offline_model",
-        "--port",
-        "0",
-        "--echo",
-        *extra,
-        stdout=asyncio.subprocess.PIPE,
-        cwd=PROJECT_ROOT,
-        env=clean_env(),
+    return await spawn_listening(
+        "the echo model", "-m", "server.offline_model", "--port", "0", "--echo", *extra
     )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-    except TimeoutError:
-        await stop(process)
-        raise RuntimeError("the echo model did not start") from None
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
-    if not match:
-        await stop(process)
-        raise RuntimeError(f"unexpected echo model output: {line!r}")
-    return process, int(match.group(1))
 
 
 async def start_server(

@@ -40,7 +40,6 @@ import contextlib
 import datetime as dt
 import itertools
 import json
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -57,6 +56,8 @@ from bench.common import (
     machine,
     print_table,
     server_dsn,
+    spawn_listening,
+    stop,
     summary_ms,
     throwaway_database,
     write_results,
@@ -64,17 +65,14 @@ from bench.common import (
 from bench.loadgen import DELTA_PREFIX, FRAME_S, MAX_SIZE, audio_body, frame_text
 from bench.relay import (
     MODEL_QUERY,
-    clean_env,
     http_get,
     parse_calls,
     print_targets,
     start_server,
-    stop,
     wait_model_idle,
 )
 from server.offline_model.echo import echo_frame
 from server.realtime import protocol as p
-from server.settings import PROJECT_ROOT
 
 TOOLS = ("make_reservation", "lookup_reservation")
 DEFAULT_CALLS = (1, 100)
@@ -426,23 +424,7 @@ async def _model_get(port: int, path: str) -> dict[str, Any]:
 
 
 async def start_fake_model() -> tuple[asyncio.subprocess.Process, int]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.tools_bench",
-        "--fake-model",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=PROJECT_ROOT,
-        env=clean_env(),
-    )
-    assert process.stdout is not None
-    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-    try:
-        port = int(line.rsplit(":", 1)[1].split("/", 1)[0])
-    except (IndexError, ValueError):
-        await stop(process)
-        raise RuntimeError(f"unexpected fake model output: {line!r}") from None
-    return process, port
+    return await spawn_listening("the fake model", "-m", "bench.tools_bench", "--fake-model")
 
 
 async def tools_session(admin: str, calls_list: list[int], audio: bool) -> list[dict[str, Any]]:
