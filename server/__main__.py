@@ -15,7 +15,8 @@ from uvicorn.supervisors import Multiprocess
 
 from server import logs
 from server.database import DatabaseUnreachable, open_database
-from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES, drain_all
+from server.realtime.client_socket import uvicorn_ws_options
+from server.realtime.relay import drain_all
 from server.reservations import seed
 from server.settings import Settings
 
@@ -73,8 +74,7 @@ def _serve(settings: Settings, workers: int) -> None:
         workers=workers,
         log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
         log_level=settings.log_level,
-        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        ws_per_message_deflate=False,  # browsers offer it; base64 audio is not worth the CPU
+        **uvicorn_ws_options(),
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
     )
     server = GracefulServer(config)

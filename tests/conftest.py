@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from bench.common import server_dsn, throwaway_database
 from server.app import create_app
 from server.database import Database, open_database
-from server.realtime.relay import TRANSPORT_MAX_FRAME_BYTES
+from server.realtime.client_socket import uvicorn_ws_options
 from server.settings import Settings
 
 
@@ -96,18 +96,13 @@ class LiveServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
-    """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration."""
+async def serve_asgi(
+    app: object, lifespan: str = "on"
+) -> AsyncIterator[tuple[int, uvicorn.Server]]:
+    """Run an ASGI app under uvicorn, configured as `python -m server` is, on a loopback port."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        ws_per_message_deflate=False,  # browsers offer it; base64 audio is not worth the CPU
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **uvicorn_ws_options())
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())
@@ -118,11 +113,19 @@ async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
             task.result()  # start-up failed: raise its error
         raise RuntimeError("server did not start within 30 s")
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, app)
+        yield port, server
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=30)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
+    """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration."""
+    app = create_app(settings)
+    async with serve_asgi(app) as (port, _):
+        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, app)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from openai import AsyncOpenAI
 
+from server.realtime.model_socket import ModelWebSocket
+
 MODEL_MAX_FRAME_BYTES = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
 
@@ -84,6 +86,7 @@ class ModelClient:
             websocket_connection_options={
                 "max_size": MODEL_MAX_FRAME_BYTES,
                 "compression": None,  # base64 audio does not compress; deflate only costs CPU
+                "create_connection": ModelWebSocket,  # websockets' connection + a text fast lane
                 "open_timeout": self.timeout_s,
                 "close_timeout": CLOSE_TIMEOUT_S,
                 "ping_interval": 20,

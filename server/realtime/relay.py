@@ -45,7 +45,6 @@ from server.settings import Settings
 
 log = logging.getLogger("server.relay")
 
-TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; ours is stricter and polite
 CLOSE_NORMAL = 1000
 CLOSING_SEND_S = 2.0  # the last error event and close frame, to a client that may not read
 CLOSE_RESTART = 1012

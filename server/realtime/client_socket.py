@@ -1,0 +1,115 @@
+"""The callers' WebSocket: uvicorn's protocol with a fast lane for plain text frames.
+
+uvicorn (`websockets-sansio`) parses every frame with `websockets`' generator-based parser,
+builds every outgoing frame through it, and stops reading the socket after each message until
+the app takes it. For a relay carrying 50 audio frames a second each way that is most of its
+CPU. This subclass, once the handshake is done:
+
+* splits complete unfragmented text frames itself (`frames.TextStream`) and queues them as
+  the same ASGI `websocket.receive` messages; any other frame (ping, pong, close, fragment,
+  oversize, bad UTF-8), and everything after it, goes to `websockets` as before, so the library
+  still answers pings and closes with the right codes. The lane reopens once `websockets` holds
+  no partial frame;
+* writes `websocket.send` text as one frame straight to the transport, after uvicorn's own
+  write flow control (`writable`);
+* stops reading only when `QUEUE_HIGH` messages wait for the app, not after every message.
+
+Everything else -- handshake, keepalive pings, closing, errors -- is uvicorn's code unchanged.
+It reaches into uvicorn's and websockets' attributes, hence the version pins in pyproject.toml;
+`tests/test_frames.py` runs both lanes against real sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+from server.realtime.frames import TextStream, text_frame
+
+QUEUE_HIGH = 32  # messages waiting for the app before the socket stops being read
+TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; the relay's is stricter
+
+
+def uvicorn_ws_options() -> dict[str, Any]:
+    """uvicorn's WebSocket settings, for `python -m server` and the test server alike."""
+    return {
+        "ws": "server.realtime.client_socket:CallerWebSocketProtocol",
+        "ws_max_size": TRANSPORT_MAX_FRAME_BYTES,
+        "ws_per_message_deflate": False,  # browsers offer it; base64 audio is not worth the CPU
+    }
+
+
+class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fast_lane = False  # set once the handshake is done and websockets holds nothing
+        self.texts = TextStream(masked=True, max_size=self.conn.max_message_size)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.fast_lane:
+            payloads, data = self.texts.feed(data)  # type: ignore[assignment]
+            for payload in payloads:
+                self._queue_text(payload.decode())
+            if data is None:
+                return
+        super().data_received(data)  # handshake, control frames, fragments, errors
+        self.fast_lane = self._lane_open()
+
+    def _lane_open(self) -> bool:
+        conn = self.conn
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and conn.state is State.OPEN
+            and conn.parser_exc is None
+            and conn.current_size is None  # no fragmented message under way
+            and not conn.reader.buffer
+        )
+
+    def _queue_text(self, text: str) -> None:
+        if self.close_sent:  # as uvicorn: past `websocket.close`, messages are dropped
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        self._limit_queue()
+
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, minus its pause after every message."""
+        paused = self.read_paused
+        self.read_paused = True  # the parent pauses unless already paused
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        self._limit_queue()
+
+    def _limit_queue(self) -> None:
+        if not self.read_paused and self.queue.qsize() >= QUEUE_HIGH:
+            self.read_paused = True
+            self.transport.pause_reading()  # uvicorn's `receive` resumes once the queue is empty
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send(self, message: Any) -> None:
+        text = message.get("text") if message["type"] == "websocket.send" else None
+        if text is None or not self._can_send_fast():
+            await super().send(message)
+            return
+        if not self.writable.is_set():  # the caller's buffers are full: wait, as uvicorn does
+            await self.writable.wait()
+            if not self._can_send_fast():
+                await super().send(message)
+                return
+        self.transport.write(text_frame(text.encode()))
+
+    def _can_send_fast(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.conn.state is State.OPEN
+        )

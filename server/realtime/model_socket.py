@@ -1,0 +1,70 @@
+"""The model's WebSocket: websockets' client connection with a fast lane for plain text frames.
+
+The `openai` SDK opens the model connection with `websockets.asyncio.client.connect`, which
+takes a `create_connection` class; `model_client` passes this one. It is websockets' own
+`ClientConnection` (handshake, keepalive pings, closing, errors all unchanged) except that,
+once the connection is open:
+
+* complete unfragmented text frames from the model are split by `frames.TextStream` and
+  handed to websockets' message queue as the frames its parser would have produced, so
+  `recv()` and its flow control work as before; any other frame, and what follows it, goes to
+  websockets' parser, and the lane reopens once that parser holds no partial frame;
+* `send(str)` writes one masked text frame straight to the transport (keys from `MaskKeys`)
+  and waits only if the transport asked to pause, as websockets' own `send` would.
+
+It reaches into websockets' attributes, hence the version pin in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+from server.realtime.frames import MaskKeys, TextStream, text_frame
+
+
+class ModelWebSocket(ClientConnection):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.fast_lane = False  # set once the connection is open and websockets holds nothing
+        self.texts = TextStream(masked=False, max_size=self.protocol.max_message_size)
+        self.mask_keys = MaskKeys()
+
+    def data_received(self, data: bytes) -> None:
+        if self.fast_lane:
+            payloads, data = self.texts.feed(data)  # type: ignore[assignment]
+            put = self.recv_messages.put
+            for payload in payloads:
+                put(Frame(Opcode.TEXT, payload))  # what websockets' parser would have queued
+            if data is None:
+                return
+        super().data_received(data)  # handshake, control frames, fragments, errors
+        self.fast_lane = self._lane_open()
+
+    def _lane_open(self) -> bool:
+        protocol = self.protocol
+        return (
+            protocol.state is State.OPEN
+            and protocol.parser_exc is None
+            and protocol.current_size is None  # no fragmented message under way
+            and not protocol.reader.buffer
+        )
+
+    async def send(self, message: Any, *, text: bool | None = None) -> None:
+        if type(message) is not str or text is False or not self._can_send_fast():
+            await super().send(message, text=text)
+            return
+        self.transport.write(text_frame(message.encode(), self.mask_keys.take()))
+        if self.paused:  # the model's buffers are full: wait, as websockets' send would
+            await self.drain()
+
+    def _can_send_fast(self) -> bool:
+        return (
+            self.protocol.state is State.OPEN
+            and self.send_in_progress is None
+            and not self.protocol.expect_continuation_frame
+            and not self.transport.is_closing()
+        )
