@@ -14,14 +14,18 @@ Processes (all on 127.0.0.1, each its own process, so none steals the others' ev
 For each N in 1, 10, 50, 100, 200, 400 (stopping after the first N where the relay breaks:
 frames lost > 0.1 %, p99 > 1 s, or calls that could not connect) the load generator runs twice
 in the same session of the model and server: through the relay
-(`ws://127.0.0.1:PORT/v1/realtime?model=gpt-realtime`) and straight to the echo model. Reported:
+(`ws://127.0.0.1:PORT/v1/realtime?model=gpt-realtime`), straight to the echo model, and through
+`bench.byteproxy` (a uvloop TCP proxy that copies bytes without parsing anything: the floor any
+Python relay could reach on this machine). Reported:
 
 * latency p50/p90/p99/max per target, frames sent/lost, out of order;
 * relay-added latency = relay minus direct, at p50 and p99 (a difference of percentiles of two
   runs, not a per-frame difference), in ms and as a ratio;
 * server CPU-seconds per call-second: psutil CPU time (user + system) of the server process over
   the steady window / (N x window seconds); and CPU µs per relayed message: the same CPU time /
-  (appends in + deltas out during the window);
+  (appends in + deltas out during the window); the byte proxy's CPU µs per message measured the
+  same way, and the relay's as a multiple of it (`cpu_vs_floor`), which travels between machines
+  better than microseconds do;
 * server memory per idle call: before any streaming, N calls are opened that send nothing; once
   all are connected (their session.created arrived) the server's RSS is read;
   (RSS with N idle calls - RSS with 0 calls, after a 2-call warm-up) / N;
@@ -248,7 +252,11 @@ def _pct(cpu_s: float | None, window_s: float) -> float | None:
 
 
 def relay_figures(
-    relay: dict[str, Any], direct: dict[str, Any], calls: int, idle_kb: float | None
+    relay: dict[str, Any],
+    direct: dict[str, Any],
+    floor: dict[str, Any],
+    calls: int,
+    idle_kb: float | None,
 ) -> dict[str, Any]:
     """Relay minus direct, and the server's CPU and memory figures."""
     out: dict[str, Any] = {}
@@ -264,6 +272,12 @@ def relay_figures(
         out["server_cpu_pct"] = _pct(cpu, window)
         out["cpu_s_per_call_s"] = round(cpu / (calls * window), 5)
         out["cpu_us_per_msg"] = round(cpu / messages * 1e6, 1) if messages else None
+    floor_cpu = floor["cpu_s"].get("proxy")
+    floor_messages = floor["frames_in"] + floor["frames_out"]
+    if floor_cpu and floor_messages:
+        out["floor_cpu_us_per_msg"] = round(floor_cpu / floor_messages * 1e6, 1)
+        if out.get("cpu_us_per_msg"):
+            out["cpu_vs_floor"] = round(out["cpu_us_per_msg"] / out["floor_cpu_us_per_msg"], 2)
     out["idle_kb_per_call"] = idle_kb
     return out
 
@@ -301,15 +315,22 @@ async def relay_session(
 ) -> dict[str, Any]:
     async with throwaway_database(admin_dsn) as dsn:
         model, model_port = await start_echo_model()
+        proxy = None
         try:
+            proxy, proxy_port = await spawn_listening(
+                "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
+            )
             server, port = await start_server(dsn, model_port)
             try:
+                floor = (proxy.pid, proxy_port)
                 return await _measure(
-                    server.pid, port, model.pid, model_port, calls_list, seconds, codecs
+                    server.pid, port, model.pid, model_port, floor, calls_list, seconds, codecs
                 )
             finally:
                 await stop(server)
         finally:
+            if proxy is not None:
+                await stop(proxy)
             await stop(model)
 
 
@@ -318,12 +339,15 @@ async def _measure(
     port: int,
     model_pid: int,
     model_port: int,
+    floor: tuple[int, int],
     calls_list: list[int],
     seconds: float,
     codecs: list[str],
 ) -> dict[str, Any]:
     relay_url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
     direct_url = f"ws://127.0.0.1:{model_port}{MODEL_QUERY}"
+    proxy_pid, proxy_port = floor
+    floor_url = f"ws://127.0.0.1:{proxy_port}{MODEL_QUERY}"
     print(
         f"relay bench: server pid {server_pid} on :{port}, echo model pid {model_pid}", flush=True
     )
@@ -339,6 +363,7 @@ async def _measure(
             for target, url, pids in (
                 ("relay", relay_url, {"server": server_pid, "model": model_pid}),
                 ("direct", direct_url, {"model": model_pid}),
+                ("floor", floor_url, {"proxy": proxy_pid, "model": model_pid}),
             ):
                 result = await run_loadgen(url, calls, seconds=seconds, codec=codec, pids=pids)
                 runs[target] = result
@@ -347,15 +372,20 @@ async def _measure(
                 await asyncio.sleep(0.5)
             relay_row = _row(codec, calls, "relay", runs["relay"])
             relay_row.update(
-                relay_figures(runs["relay"], runs["direct"], calls, idle[calls]["kb_per_call"])
+                relay_figures(
+                    runs["relay"], runs["direct"], runs["floor"], calls, idle[calls]["kb_per_call"]
+                )
             )
             direct_row = _row(codec, calls, "direct", runs["direct"])
-            rows += [relay_row, direct_row]
+            floor_row = _row(codec, calls, "floor", runs["floor"])
+            rows += [relay_row, direct_row, floor_row]
             print(
                 f"  {codec} {calls:4d} calls: relay p50/p99"
                 f" {relay_row['p50_ms']}/{relay_row['p99_ms']} ms,"
                 f" direct {direct_row['p50_ms']}/{direct_row['p99_ms']} ms,"
-                f" lost {relay_row['frames_lost']}, server CPU {relay_row.get('server_cpu_pct')}%",
+                f" lost {relay_row['frames_lost']}, server CPU {relay_row.get('server_cpu_pct')}%,"
+                f" {relay_row.get('cpu_us_per_msg')} us/msg"
+                f" ({relay_row.get('cpu_vs_floor')}x the byte proxy's)",
                 flush=True,
             )
             if relay_row["broke"]:
@@ -560,6 +590,8 @@ COLUMNS = [
     "server_cpu_pct",
     "cpu_s_per_call_s",
     "cpu_us_per_msg",
+    "floor_cpu_us_per_msg",
+    "cpu_vs_floor",
     "idle_kb_per_call",
     "model_cpu_pct",
     "loadgen_cpu_pct",
