@@ -315,6 +315,79 @@ async def test_audio_is_relayed_byte_exact_both_ways(settings, database):
         assert echo_model.stats["audio_bytes_received"] == 20 * 960
 
 
+async def test_refused_events_between_audio_frames_keep_the_audio_in_order(settings, database):
+    """Refusals go back to the client on the same lane that carries audio to the model."""
+    async with (
+        offline_model.OfflineModel(echo=True) as echo_model,
+        serve_app(settings.model_copy(update={"openai_base_url": echo_model.url})) as live,
+        call(live) as caller,
+    ):
+        payloads = [base64.b64encode(i.to_bytes(4, "big") * 240).decode() for i in range(200)]
+        for i, payload in enumerate(payloads):
+            if i % 40 == 0:
+                await caller.send({"type": "no.such.event", "event_id": f"bad{i}"})
+            await caller.send({"type": "input_audio_buffer.append", "audio": payload})
+        echoed, errors = [], []
+        while len(echoed) < len(payloads):
+            event = await caller.next()
+            if event["type"] == "response.output_audio.delta":
+                echoed.append(event["delta"])
+            elif event["type"] == "error":
+                errors.append(event["error"]["event_id"])
+        assert echoed == payloads
+        assert errors == [f"bad{i}" for i in range(0, 200, 40)]
+        assert echo_model.stats["audio_bytes_received"] == 200 * 960
+
+
+async def test_a_client_that_reads_late_holds_the_model_and_loses_nothing(
+    settings, database, monkeypatch
+):
+    """While the client's socket is full the relay stops reading both sides, then catches up."""
+    from server.realtime import relay
+
+    held = asyncio.Event()
+    hold = relay._Call.hold
+
+    def spy(self: Any, on: bool) -> None:
+        hold(self, on)
+        if on:
+            held.set()
+
+    monkeypatch.setattr(relay._Call, "hold", spy)
+
+    async with offline_model.OfflineModel(echo=True) as echo:
+        patient = settings.model_copy(
+            update={"openai_base_url": echo.url, "max_client_events_per_s": 1e6}
+        )
+        async with (
+            serve_app(patient) as live,
+            websockets.connect(f"{live.ws_url}/v1/realtime", max_queue=1, max_size=None) as ws,
+        ):
+            caller = Caller(ws)
+            await caller.until("session.updated")
+            payloads = [
+                base64.b64encode(i.to_bytes(4, "big") * 25_000).decode() for i in range(150)
+            ]  # 100 KB each, echoed back: far more than the socket buffers hold
+
+            async def send_all() -> None:
+                for payload in payloads:
+                    await caller.send({"type": "input_audio_buffer.append", "audio": payload})
+
+            sending = asyncio.create_task(send_all())
+            [the_call] = list(live.app.state.relay.calls)
+            await asyncio.wait_for(held.wait(), 20)
+            assert the_call.holding
+            assert len(the_call.outbox) <= relay.OUTBOX_HIGH + 2
+            echoed = []
+            while len(echoed) < len(payloads):
+                event = await caller.next()
+                if event["type"] == "response.output_audio.delta":
+                    echoed.append(event["delta"])
+            await asyncio.wait_for(sending, TIMEOUT)
+            assert echoed == payloads
+            assert not the_call.holding and not the_call.outbox
+
+
 async def test_vad_and_barge_in_events_are_forwarded(settings, database):
     # A model that streams replies at twice real time: a reply is surely still playing when the
     # caller's speech arrives right after its first audio delta.

@@ -12,7 +12,12 @@ CPU. This subclass, once the handshake is done:
   no partial frame;
 * writes `websocket.send` text as one frame straight to the transport, after uvicorn's own
   write flow control (`writable`);
-* stops reading only when `QUEUE_HIGH` messages wait for the app, not after every message.
+* stops reading only when `QUEUE_HIGH` messages wait for the app, not after every message;
+* offers the app a direct line, as the ASGI scope extension `TEXT_LANE`: `listen(handler)` has
+  text messages handed to `handler` as they are read (while nothing waits in the ASGI queue, so
+  order holds), `send_now(text)` writes a frame if the socket can take it, `hold_reading(on)`
+  stops reading while the app's own outbox is full. The relay uses it to carry an audio frame
+  from one socket to the other inside one callback, with no task switch.
 
 Everything else -- handshake, keepalive pings, closing, errors -- is uvicorn's code unchanged.
 It reaches into uvicorn's and websockets' attributes, hence the version pins in pyproject.toml;
@@ -21,6 +26,7 @@ It reaches into uvicorn's and websockets' attributes, hence the version pins in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -29,6 +35,7 @@ from websockets.protocol import State
 from server.realtime.frames import TextStream, text_frame
 
 QUEUE_HIGH = 32  # messages waiting for the app before the socket stops being read
+TEXT_LANE = "voice.text_lane"  # the scope["extensions"] key under which a connection offers it
 TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; the relay's is stricter
 
 
@@ -46,6 +53,32 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.fast_lane = False  # set once the handshake is done and websockets holds nothing
         self.texts = TextStream(masked=True, max_size=self.conn.max_message_size)
+        self.text_handler: Callable[[str], None] | None = None
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:  # the scope exists; the app has not started yet
+            self.scope["extensions"][TEXT_LANE] = self
+
+    # -- the direct line ----------------------------------------------------------------------
+
+    def listen(self, handler: Callable[[str], None] | None) -> None:
+        """Hand each text message to `handler` as it is read, instead of the ASGI queue."""
+        self.text_handler = handler
+
+    def send_now(self, text: str) -> bool:
+        """Write one text frame if the socket can take it now; False means use `send`."""
+        if not self.writable.is_set() or not self._can_send_fast():
+            return False
+        self.transport.write(text_frame(text.encode()))
+        return True
+
+    def hold_reading(self, on: bool) -> None:
+        """Stop (or resume) reading the socket while the app cannot keep up."""
+        if on:
+            self.transport.pause_reading()
+        elif not self.read_paused:
+            self.transport.resume_reading()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -72,6 +105,10 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _queue_text(self, text: str) -> None:
         if self.close_sent:  # as uvicorn: past `websocket.close`, messages are dropped
+            return
+        handler = self.text_handler
+        if handler is not None and self.queue.empty():
+            handler(text)
             return
         self.queue.put_nowait({"type": "websocket.receive", "text": text})
         self._limit_queue()

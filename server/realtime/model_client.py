@@ -1,8 +1,9 @@
 """Opening the model connection, through the `openai` SDK's realtime client.
 
 The SDK builds the URL (`{base_url}/realtime?model=…`, http→ws), sends `Authorization: Bearer
-<key>` and owns the handshake; we use its raw `send_raw` / `recv_bytes` so audio frames are never
-parsed into SDK models on the hot path. `ModelConnection` is the small surface the relay needs,
+<key>` and owns the handshake, on a connection of our class (`model_socket.ModelWebSocket`, a
+websockets connection with a fast lane for text frames); audio frames are never parsed into SDK
+models on the hot path. `ModelConnection` is the small surface the relay needs,
 which tests can also satisfy with any object of the same shape.
 """
 
@@ -40,11 +41,14 @@ class _SdkConnection:
     go straight through the `websockets` connection beneath it: the SDK's `send_raw` adds a send
     queue and task bookkeeping, and `recv_bytes` a decode step, on every audio frame -- about 5%
     of the relay's CPU. Should a future SDK hide that socket, the public methods are used.
+    `lane` is that socket's direct line (`ModelWebSocket.listen` / `send_now` / `hold_reading`),
+    or None when the SDK did not use our connection class.
     """
 
     def __init__(self, connection: Any):
         self._conn = connection
         socket = getattr(connection, "_connection", None)
+        self.lane = socket if isinstance(socket, ModelWebSocket) else None
         if callable(getattr(socket, "send", None)) and callable(getattr(socket, "recv", None)):
             self.send = socket.send  # type: ignore[method-assign]  # str in, text frame out
             self.recv = socket.recv  # type: ignore[method-assign]  # text frame in, str out

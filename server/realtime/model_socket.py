@@ -12,11 +12,16 @@ once the connection is open:
 * `send(str)` writes one masked text frame straight to the transport (keys from `MaskKeys`)
   and waits only if the transport asked to pause, as websockets' own `send` would.
 
+Like the caller's socket it offers a direct line: `listen(handler)` hands text messages to
+`handler` as they are read (while websockets' queue is empty, so order holds), `send_now(text)`
+writes if the socket can take it, `hold_reading(on)` stops reading while the relay catches up.
+
 It reaches into websockets' attributes, hence the version pin in pyproject.toml.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -32,13 +37,18 @@ class ModelWebSocket(ClientConnection):
         self.fast_lane = False  # set once the connection is open and websockets holds nothing
         self.texts = TextStream(masked=False, max_size=self.protocol.max_message_size)
         self.mask_keys = MaskKeys()
+        self.text_handler: Callable[[str], None] | None = None
 
     def data_received(self, data: bytes) -> None:
         if self.fast_lane:
             payloads, data = self.texts.feed(data)  # type: ignore[assignment]
-            put = self.recv_messages.put
+            queued = self.recv_messages.frames
             for payload in payloads:
-                put(Frame(Opcode.TEXT, payload))  # what websockets' parser would have queued
+                handler = self.text_handler
+                if handler is not None and not queued:
+                    handler(payload.decode())
+                else:
+                    self.recv_messages.put(Frame(Opcode.TEXT, payload))  # as websockets would
             if data is None:
                 return
         super().data_received(data)  # handshake, control frames, fragments, errors
@@ -52,6 +62,24 @@ class ModelWebSocket(ClientConnection):
             and protocol.current_size is None  # no fragmented message under way
             and not protocol.reader.buffer
         )
+
+    def listen(self, handler: Callable[[str], None] | None) -> None:
+        """Hand each plain text message to `handler` as it is read, instead of `recv()`."""
+        self.text_handler = handler
+
+    def send_now(self, text: str) -> bool:
+        """Write one text frame if the socket can take it now; False means use `send`."""
+        if self.paused or not self._can_send_fast():
+            return False
+        self.transport.write(text_frame(text.encode(), self.mask_keys.take()))
+        return True
+
+    def hold_reading(self, on: bool) -> None:
+        """Stop (or resume) reading while the relay cannot keep up."""
+        if on:
+            self.transport.pause_reading()
+        elif not self.recv_messages.paused:  # websockets' own flow control has the last word
+            self.transport.resume_reading()
 
     async def send(self, message: Any, *, text: bool | None = None) -> None:
         if type(message) is not str or text is False or not self._can_send_fast():

@@ -1,8 +1,17 @@
 """The `/v1/realtime` WebSocket endpoint: sockets, tasks and timeouts. No decisions.
 
 Per call: check who is calling, open the model connection, send the server's session.update,
-then run two pumps (client → model, model → client) and one task per tool call until either side
-ends. Every protocol decision comes from `RelaySession`; this module only carries out its actions.
+then carry events both ways until either side ends. Every protocol decision comes from
+`RelaySession`; this module only carries out its actions.
+
+The audio path runs inside the sockets' read callbacks: both sockets offer a direct line
+(`client_socket.TEXT_LANE`, `ModelWebSocket.listen`), so a frame read from one is decided on and
+written to the other in the same callback, with no task switch. An action that cannot be carried
+out at once (the other socket is full, the model is being replaced, a close) goes to the call's
+outbox, which one task works through in order; while anything waits there, later actions queue
+behind it, and past `OUTBOX_HIGH` both sockets stop being read until it drains. Two pumps still
+read the ASGI queue and `recv()` for what arrives outside the lanes (before they open, fragmented
+messages, disconnects) and one task runs each tool call.
 
 A model connection that drops (or nears the model's session-length cap) is replaced: a new one is
 opened with backoff, brought up to date by `RelaySession.replay`, and the page is told with
@@ -14,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -29,6 +40,7 @@ from starlette.websockets import WebSocket
 from server import access
 from server.logs import session_id
 from server.realtime import protocol as p
+from server.realtime.client_socket import TEXT_LANE
 from server.realtime.model_client import ModelConnection, ModelUnavailable
 from server.realtime.session import (
     CLOSE_INTERNAL,
@@ -51,6 +63,16 @@ CLOSE_RESTART = 1012
 RECONNECT_DELAYS_S = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # before each try to replace a lost model
 FATAL_MODEL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})  # retrying cannot help
 FATAL_MODEL_ERRORS = frozenset({"model_auth_failed"})
+OUTBOX_HIGH = 64  # actions waiting in a call's outbox before both sockets stop being read
+OUTBOX_LOW = 16  # ... and when reading starts again
+
+
+class TextLane(Protocol):
+    """A socket's direct line (`CallerWebSocketProtocol`, `ModelWebSocket`)."""
+
+    def listen(self, handler: Callable[[str], None] | None) -> None: ...
+    def send_now(self, text: str) -> bool: ...
+    def hold_reading(self, on: bool) -> None: ...
 
 
 class ToolOutcome(Protocol):
@@ -129,7 +151,8 @@ class Relay:
             await _send(websocket, orjson.dumps(error).decode())
             await _close(websocket, code, reason)
             return
-        call = _Call(self, websocket, receive, send, f"s{next(_session_ids)}")
+        lane = websocket.scope.get("extensions", {}).get(TEXT_LANE)
+        call = _Call(self, websocket, receive, send, f"s{next(_session_ids)}", lane)
         self.calls.add(call)
         self._no_calls.clear()
         token = session_id.set(call.sid)
@@ -192,7 +215,15 @@ async def drain_all() -> None:
 class _Call:
     """One caller's session: its sockets, its tasks, its protocol state."""
 
-    def __init__(self, relay: Relay, websocket: WebSocket, receive: Receive, send: Send, sid: str):
+    def __init__(
+        self,
+        relay: Relay,
+        websocket: WebSocket,
+        receive: Receive,
+        send: Send,
+        sid: str,
+        lane: TextLane | None,
+    ):
         settings = relay.settings
         self.relay = relay
         self.settings = settings
@@ -215,12 +246,20 @@ class _Call:
         self.client_send_since = 0.0  # when a send to the client started; 0 when none is under way
         self.model_send_since = 0.0
         self.stopping: asyncio.Future[_EndCall] = asyncio.get_running_loop().create_future()
+        self.client_lane = lane
+        self.model_lane: TextLane | None = None
+        self.lanes_open = False  # once the session has started; closed again as the call ends
+        self.outbox: deque[Action] = deque()
+        self.outbox_ready = asyncio.Event()
+        self.holding = False
+        self.context = contextvars.copy_context()  # replaced in run(), which has the session id
 
     def stop(self, end: _EndCall) -> None:
         if not self.stopping.done():
             self.stopping.set_result(end)
 
     async def run(self) -> None:
+        self.context = contextvars.copy_context()  # lane callbacks run in it: logs name the call
         log.info("call started from %s", _peer(self.ws))
         try:
             self.set_model(await self.relay.connect_model())
@@ -233,9 +272,11 @@ class _Call:
         tasks: list[asyncio.Future[Any]] = []
         try:
             await self.execute(self.session.start())
+            self.open_lanes()
             tasks = [
                 asyncio.create_task(self.client_pump(), name=f"{self.sid}-client"),
                 asyncio.create_task(self.model_pump(), name=f"{self.sid}-model"),
+                asyncio.create_task(self.sender(), name=f"{self.sid}-outbox"),
                 asyncio.create_task(self.rotate_model(), name=f"{self.sid}-rotate"),
                 asyncio.create_task(self.watchdog(), name=f"{self.sid}-watchdog"),
                 self.stopping,
@@ -251,6 +292,7 @@ class _Call:
         except _ClientGone:
             end = None
         finally:
+            self.close_lanes()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -292,10 +334,103 @@ class _Call:
     # -- the model connection -----------------------------------------------------------------
 
     def set_model(self, model: ModelConnection) -> None:
+        if self.model_lane is not None:
+            self.model_lane.listen(None)  # the old session's tail is dropped, as in model_pump
         self.model = model
+        self.model_lane = getattr(model, "lane", None)
+        if self.lanes_open:
+            self._listen_to_model()
         self.model_since = time.monotonic()
         self.model_changed.set()
         self.model_changed = asyncio.Event()
+
+    # -- the direct lines ---------------------------------------------------------------------
+
+    def open_lanes(self) -> None:
+        self.lanes_open = True
+        if self.client_lane is not None:
+            context, on_text = self.context, self.on_client_text
+            self.client_lane.listen(lambda text: context.run(on_text, text))
+        self._listen_to_model()
+
+    def _listen_to_model(self) -> None:
+        model, lane = self.model, self.model_lane
+        if lane is not None:
+            context, on_text = self.context, self.on_model_text
+            lane.listen(lambda text: context.run(on_text, model, text))
+
+    def close_lanes(self) -> None:
+        self.lanes_open = False
+        for lane in (self.client_lane, self.model_lane):
+            if lane is not None:
+                lane.listen(None)
+        if self.holding:
+            self.hold(False)
+
+    def on_client_text(self, text: str) -> None:
+        """A client text message, straight from its socket (or from the client pump)."""
+        self.last_client_event = now = time.monotonic()
+        try:
+            self.apply(self.session.client_text(text, now))
+        except Exception:  # a bug must end this call, not the socket's read callback
+            log.exception("relay failed on a client event")
+            self.stop(_EndCall(CLOSE_INTERNAL, "relay error"))
+
+    def on_model_text(self, model: ModelConnection, text: str) -> None:
+        """A model text message, straight from its socket (or from the model pump)."""
+        if model is not self.model:
+            return  # the tail of a replaced session
+        session = self.session
+        try:
+            self.apply(session.model_text(text, time.monotonic()))
+        except Exception:
+            log.exception("relay failed on a model event")
+            self.stop(_EndCall(CLOSE_INTERNAL, "relay error"))
+        if self.quiet is not None and session.quiet:
+            self.quiet.set()
+
+    def apply(self, actions: list[Action]) -> None:
+        """Carry out what can be done now; queue the rest, in order, for `sender`."""
+        outbox = self.outbox
+        for action in actions:
+            if outbox or not self.run_now(action):
+                outbox.append(action)
+        if outbox:
+            self.outbox_ready.set()
+            if len(outbox) >= OUTBOX_HIGH and not self.holding:
+                self.hold(True)
+
+    def run_now(self, action: Action) -> bool:
+        kind = type(action)
+        if kind is ToModel:
+            lane = self.model_lane
+            return lane is not None and lane.send_now(action.text)  # type: ignore[union-attr]
+        if kind is ToClient:
+            lane = self.client_lane
+            return lane is not None and lane.send_now(action.text)  # type: ignore[union-attr]
+        if kind is RunTool:
+            self.start_tool(action)  # type: ignore[arg-type]
+            return True
+        return False  # Close: `sender` raises it, after what came before it
+
+    def hold(self, on: bool) -> None:
+        """Stop or resume reading both sockets while the outbox is full."""
+        self.holding = on
+        for lane in (self.client_lane, self.model_lane):
+            if lane is not None:
+                lane.hold_reading(on)
+
+    async def sender(self) -> None:
+        """Work through the outbox in order, waiting on full sockets and model replacements."""
+        outbox = self.outbox
+        while True:
+            await self.outbox_ready.wait()
+            while outbox:
+                await self.execute([outbox[0]])
+                outbox.popleft()
+                if self.holding and len(outbox) <= OUTBOX_LOW:
+                    self.hold(False)
+            self.outbox_ready.clear()
 
     async def replace_model(self, reason: str) -> None:
         """Open a fresh model session with backoff and replay the call into it.
@@ -358,19 +493,18 @@ class _Call:
     # -- pumps --------------------------------------------------------------------------------
 
     async def client_pump(self) -> None:
+        """What the client lane did not take: disconnects, binary frames, a backlog."""
         receive = self.receive
-        session = self.session
-        clock = time.monotonic
         while True:
             message = await receive()
-            self.last_client_event = now = clock()
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is not None:
-                await self.execute(session.client_text(text, now))
+                self.on_client_text(text)
             else:
-                await self.execute(session.client_binary())
+                self.last_client_event = time.monotonic()
+                self.apply(self.session.client_binary())
 
     async def watchdog(self) -> None:
         """End a call whose client went quiet, or whose page or model stopped reading.
@@ -398,8 +532,7 @@ class _Call:
             await asyncio.sleep(tick)
 
     async def model_pump(self) -> None:
-        session = self.session
-        clock = time.monotonic
+        """What the model lane did not take; and a dropped model, which it replaces."""
         while True:
             model = self.model
             assert model is not None
@@ -417,10 +550,7 @@ class _Call:
                     raise _EndCall(CLOSE_INTERNAL, "model disconnected", error) from None
                 await self.replace_model("model_disconnected")
                 continue
-            if model is self.model:  # the tail of a replaced session is dropped
-                await self.execute(session.model_text(text, clock()))
-                if self.quiet is not None and session.quiet:
-                    self.quiet.set()
+            self.on_model_text(model, text)
 
     # -- actions ------------------------------------------------------------------------------
 
@@ -438,9 +568,7 @@ class _Call:
             elif kind is ToModel:
                 await self.to_model(action.text)  # type: ignore[union-attr]
             elif kind is RunTool:
-                task = asyncio.create_task(self.tool_call(action))  # type: ignore[arg-type]
-                self.tool_tasks.add(task)
-                task.add_done_callback(self.tool_tasks.discard)
+                self.start_tool(action)  # type: ignore[arg-type]
             elif kind is Close:
                 raise _EndCall(action.code, action.reason)  # type: ignore[union-attr]
 
@@ -457,6 +585,11 @@ class _Call:
                 await changed.wait()  # the model pump replaces it, or the call ends
             finally:
                 self.model_send_since = 0.0
+
+    def start_tool(self, call: RunTool) -> None:
+        task = asyncio.create_task(self.tool_call(call))
+        self.tool_tasks.add(task)
+        task.add_done_callback(self.tool_tasks.discard)
 
     async def tool_call(self, call: RunTool) -> None:
         """Run one tool; deliver each of its messages even if another side has gone."""
