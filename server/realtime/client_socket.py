@@ -68,8 +68,13 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def send_now(self, text: str) -> bool:
         """Write one text frame if the socket can take it now; False means use `send`."""
-        if not self.writable.is_set() or not self._can_send_fast():
-            return False
+        if (
+            self.close_sent
+            or self.disconnected
+            or not self.writable.is_set()
+            or self.conn.state is not State.OPEN
+        ):
+            return False  # a listener implies the handshake is done; the rest is checked here
         self.transport.write(text_frame(text.encode()))
         return True
 

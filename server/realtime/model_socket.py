@@ -69,7 +69,12 @@ class ModelWebSocket(ClientConnection):
 
     def send_now(self, text: str) -> bool:
         """Write one text frame if the socket can take it now; False means use `send`."""
-        if self.paused or not self._can_send_fast():
+        if (
+            self.paused
+            or self.protocol.state is not State.OPEN
+            or self.send_in_progress
+            or self.transport.is_closing()
+        ):
             return False
         self.transport.write(text_frame(text.encode(), self.mask_keys.take()))
         return True

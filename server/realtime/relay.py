@@ -338,8 +338,8 @@ class _Call:
             self.model_lane.listen(None)  # the old session's tail is dropped, as in model_pump
         self.model = model
         self.model_lane = getattr(model, "lane", None)
-        if self.lanes_open:
-            self._listen_to_model()
+        if self.lanes_open and self.model_lane is not None:
+            self.model_lane.listen(self.on_model_lane_text)
         self.model_since = time.monotonic()
         self.model_changed.set()
         self.model_changed = asyncio.Event()
@@ -349,15 +349,9 @@ class _Call:
     def open_lanes(self) -> None:
         self.lanes_open = True
         if self.client_lane is not None:
-            context, on_text = self.context, self.on_client_text
-            self.client_lane.listen(lambda text: context.run(on_text, text))
-        self._listen_to_model()
-
-    def _listen_to_model(self) -> None:
-        model, lane = self.model, self.model_lane
-        if lane is not None:
-            context, on_text = self.context, self.on_model_text
-            lane.listen(lambda text: context.run(on_text, model, text))
+            self.client_lane.listen(self.on_client_text)
+        if self.model_lane is not None:
+            self.model_lane.listen(self.on_model_lane_text)
 
     def close_lanes(self) -> None:
         self.lanes_open = False
@@ -367,27 +361,51 @@ class _Call:
         if self.holding:
             self.hold(False)
 
+    # The lane callbacks run in the socket's context, not the call's: what they start (tool
+    # tasks) and what they log is given `self.context` explicitly, so log lines name the call.
+
     def on_client_text(self, text: str) -> None:
         """A client text message, straight from its socket (or from the client pump)."""
         self.last_client_event = now = time.monotonic()
         try:
-            self.apply(self.session.client_text(text, now))
+            actions = self.session.client_text(text, now)
         except Exception:  # a bug must end this call, not the socket's read callback
-            log.exception("relay failed on a client event")
-            self.stop(_EndCall(CLOSE_INTERNAL, "relay error"))
+            self.failed("a client event")
+            return
+        if len(actions) == 1 and not self.outbox:  # the audio path: one frame to the model
+            action = actions[0]
+            lane = self.model_lane
+            if type(action) is ToModel and lane is not None and lane.send_now(action.text):
+                return
+        self.apply(actions)
 
-    def on_model_text(self, model: ModelConnection, text: str) -> None:
-        """A model text message, straight from its socket (or from the model pump)."""
-        if model is not self.model:
-            return  # the tail of a replaced session
+    def on_model_lane_text(self, text: str) -> None:
+        """A model text message, straight from the current model's socket."""
         session = self.session
         try:
-            self.apply(session.model_text(text, time.monotonic()))
+            actions = session.model_text(text, time.monotonic())
         except Exception:
-            log.exception("relay failed on a model event")
-            self.stop(_EndCall(CLOSE_INTERNAL, "relay error"))
+            self.failed("a model event")
+            return
+        if len(actions) == 1 and not self.outbox:  # the audio path: one delta to the client
+            action = actions[0]
+            lane = self.client_lane
+            if type(action) is ToClient and lane is not None and lane.send_now(action.text):
+                if self.quiet is not None and session.quiet:
+                    self.quiet.set()
+                return
+        self.apply(actions)
         if self.quiet is not None and session.quiet:
             self.quiet.set()
+
+    def on_model_text(self, model: ModelConnection, text: str) -> None:
+        """A model text message read by the model pump."""
+        if model is self.model:  # the tail of a replaced session is dropped
+            self.on_model_lane_text(text)
+
+    def failed(self, what: str) -> None:
+        self.context.run(log.exception, "relay failed on %s", what)
+        self.stop(_EndCall(CLOSE_INTERNAL, "relay error"))
 
     def apply(self, actions: list[Action]) -> None:
         """Carry out what can be done now; queue the rest, in order, for `sender`."""
@@ -587,7 +605,7 @@ class _Call:
                 self.model_send_since = 0.0
 
     def start_tool(self, call: RunTool) -> None:
-        task = asyncio.create_task(self.tool_call(call))
+        task = asyncio.create_task(self.tool_call(call), context=self.context.copy())
         self.tool_tasks.add(task)
         task.add_done_callback(self.tool_tasks.discard)
 
