@@ -89,9 +89,9 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self.fast_lane:
-            payloads, data = self.texts.feed(data)  # type: ignore[assignment]
-            for payload in payloads:
-                self._queue_text(payload.decode())
+            texts, data = self.texts.feed(data)  # type: ignore[assignment]
+            for text in texts:
+                self._queue_text(text)
             if data is None:
                 return
         super().data_received(data)  # handshake, control frames, fragments, errors

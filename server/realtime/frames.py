@@ -7,7 +7,7 @@ control frames, fragments, RSV bits, a mask bit the role forbids, an oversized o
 payload -- which the caller feeds to `websockets` unchanged. The library keeps the protocol
 (pings, closing, errors and their close codes); we only skip its slow path for plain text.
 
-Sans-I/O: bytes in, payloads out; bytes out for the socket. No state but the mask-key pool.
+Sans-I/O: bytes in, messages out; bytes out for the socket. No state but the mask-key pool.
 """
 
 from __future__ import annotations
@@ -28,22 +28,22 @@ _LEN64 = struct.Struct("!Q")
 
 def split_texts(
     data: bytes | bytearray, *, masked: bool, max_size: int | None
-) -> tuple[list[bytes], int, bool]:
-    """Complete unfragmented text frames at the start of `data`, unmasked and UTF-8 checked.
+) -> tuple[list[str], int, bool]:
+    """Complete unfragmented text frames at the start of `data`, unmasked and decoded.
 
-    Returns `(payloads, end, other)`: parsing stopped at offset `end`, either because the frame
+    Returns `(texts, end, other)`: parsing stopped at offset `end`, either because the frame
     there is incomplete (`other` False: wait for more bytes) or because it is not a frame this
     module handles (`other` True: hand `data[end:]` to the full protocol implementation).
     `masked` is what the peer must do: clients mask, servers do not (RFC 6455 §5.1).
     """
-    payloads: list[bytes] = []
+    texts: list[str] = []
     want_mask = MASKED if masked else 0
     size = len(data)
     pos = 0
     while size - pos >= 2:
         first, second = data[pos], data[pos + 1]
         if first != TEXT_FIN or second & MASKED != want_mask:
-            return payloads, pos, True
+            return texts, pos, True
         length = second & 0x7F
         start = pos + 2
         if length == 126:
@@ -57,23 +57,22 @@ def split_texts(
             (length,) = _LEN64.unpack_from(data, start)
             start += 8
         if max_size is not None and length > max_size:
-            return payloads, pos, True
+            return texts, pos, True
         key_at = start
         if masked:
             start += 4
         end = start + length
         if end > size:
             break
-        payload = bytes(data[start:end])
+        payload = data[start:end]
         if masked:
             payload = apply_mask(payload, data[key_at:start])
         try:
-            payload.decode()
+            texts.append(payload.decode())
         except UnicodeDecodeError:
-            return payloads, pos, True
-        payloads.append(payload)
+            return texts, pos, True
         pos = end
-    return payloads, pos, False
+    return texts, pos, False
 
 
 class TextStream:
@@ -85,16 +84,16 @@ class TextStream:
         self.masked, self.max_size = masked, max_size
         self.partial = b""
 
-    def feed(self, data: bytes) -> tuple[list[bytes], bytes | None]:
-        """Payloads of the plain text frames, and the bytes from the first other frame on."""
+    def feed(self, data: bytes) -> tuple[list[str], bytes | None]:
+        """The plain text frames' messages, and the bytes from the first other frame on."""
         if self.partial:
             data = self.partial + data
-        payloads, end, other = split_texts(data, masked=self.masked, max_size=self.max_size)
+        texts, end, other = split_texts(data, masked=self.masked, max_size=self.max_size)
         if other:
             self.partial = b""
-            return payloads, data[end:]
+            return texts, data[end:]
         self.partial = data[end:]
-        return payloads, None
+        return texts, None
 
 
 def text_frame(payload: bytes, mask_key: bytes | None = None) -> bytes:

@@ -41,14 +41,14 @@ class ModelWebSocket(ClientConnection):
 
     def data_received(self, data: bytes) -> None:
         if self.fast_lane:
-            payloads, data = self.texts.feed(data)  # type: ignore[assignment]
+            texts, data = self.texts.feed(data)  # type: ignore[assignment]
             queued = self.recv_messages.frames
-            for payload in payloads:
+            for text in texts:
                 handler = self.text_handler
                 if handler is not None and not queued:
-                    handler(payload.decode())
-                else:
-                    self.recv_messages.put(Frame(Opcode.TEXT, payload))  # as websockets would
+                    handler(text)
+                else:  # what websockets' parser would have queued for recv()
+                    self.recv_messages.put(Frame(Opcode.TEXT, text.encode()))
             if data is None:
                 return
         super().data_received(data)  # handshake, control frames, fragments, errors
