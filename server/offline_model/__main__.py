@@ -58,8 +58,14 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop  # installed with uvicorn[standard]; the relay runs on it too
+    except ImportError:  # pragma: no cover
+        run = asyncio.run
+    else:
+        run = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(_arguments(argv)))
+        run(_serve(_arguments(argv)))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@
 The `openai` SDK opens the model connection with `websockets.asyncio.client.connect`, which
 takes a `create_connection` class; `model_client` passes this one. It is websockets' own
 `ClientConnection` (handshake, keepalive pings, closing, errors all unchanged) except that,
-once the connection is open:
+once the connection is open (`TextLane`, which the offline model and the load generator also
+put on their websockets connections):
 
-* complete unfragmented text frames from the model are split by `frames.TextStream` and
+* complete unfragmented text frames from the peer are split by `frames.TextStream` and
   handed to websockets' message queue as the frames its parser would have produced, so
   `recv()` and its flow control work as before; any other frame, and what follows it, goes to
   websockets' parser, and the lane reopens once that parser holds no partial frame;
-* `send(str)` writes one masked text frame straight to the transport (keys from `MaskKeys`)
-  and waits only if the transport asked to pause, as websockets' own `send` would.
+* `send(str)` writes one text frame straight to the transport (masked with keys from
+  `MaskKeys` on the client side) and waits only if the transport asked to pause, as
+  websockets' own `send` would.
 
 Like the caller's socket it offers a direct line: `listen(handler)` hands text messages to
 `handler` as they are read (while websockets' queue is empty, so order holds), `send_now(text)`
@@ -25,18 +27,24 @@ from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from server.realtime.frames import MaskKeys, TextStream, text_frame
 
 
-class ModelWebSocket(ClientConnection):
+class TextLane(Connection):
+    """The fast lane and direct line, on either side of a websockets asyncio connection."""
+
+    peer_masks = False  # a server's frames are unmasked; a client's are masked (RFC 6455 §5.1)
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.fast_lane = False  # set once the connection is open and websockets holds nothing
-        self.texts = TextStream(masked=False, max_size=self.protocol.max_message_size)
-        self.mask_keys = MaskKeys()
+        self.texts = TextStream(masked=self.peer_masks, max_size=self.protocol.max_message_size)
+        self.mask_keys = None if self.peer_masks else MaskKeys()  # we mask only as a client
         self.text_handler: Callable[[str], None] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -76,7 +84,7 @@ class ModelWebSocket(ClientConnection):
             or self.transport.is_closing()
         ):
             return False
-        self.transport.write(text_frame(text.encode(), self.mask_keys.take()))
+        self.transport.write(self._frame(text))
         return True
 
     def hold_reading(self, on: bool) -> None:
@@ -90,9 +98,13 @@ class ModelWebSocket(ClientConnection):
         if type(message) is not str or text is False or not self._can_send_fast():
             await super().send(message, text=text)
             return
-        self.transport.write(text_frame(message.encode(), self.mask_keys.take()))
+        self.transport.write(self._frame(message))
         if self.paused:  # the model's buffers are full: wait, as websockets' send would
             await self.drain()
+
+    def _frame(self, text: str) -> bytes:
+        keys = self.mask_keys
+        return text_frame(text.encode(), keys.take() if keys is not None else None)
 
     def _can_send_fast(self) -> bool:
         return (
@@ -101,3 +113,13 @@ class ModelWebSocket(ClientConnection):
             and not self.protocol.expect_continuation_frame
             and not self.transport.is_closing()
         )
+
+
+class ModelWebSocket(TextLane, ClientConnection):
+    """The relay's connection to the model (`create_connection` for the SDK's `connect`)."""
+
+
+class FastServerConnection(TextLane, ServerConnection):
+    """A websockets server connection with the same lane (the offline model's)."""
+
+    peer_masks = True
