@@ -10,8 +10,8 @@ CPU. This subclass, once the handshake is done:
   oversize, bad UTF-8), and everything after it, goes to `websockets` as before, so the library
   still answers pings and closes with the right codes. The lane reopens once `websockets` holds
   no partial frame;
-* writes `websocket.send` text as one frame straight to the transport, after uvicorn's own
-  write flow control (`writable`);
+* writes `websocket.send` text as one frame straight to the transport while the caller keeps
+  up (uvicorn's `writable`); otherwise uvicorn's own `send` waits and writes;
 * stops reading only when `QUEUE_HIGH` messages wait for the app, not after every message;
 * offers the app a direct line, as the ASGI scope extension `TEXT_LANE`: `listen(handler)` has
   text messages handed to `handler` as they are read (while nothing waits in the ASGI queue, so
@@ -74,7 +74,7 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
             or not self.writable.is_set()
             or self.conn.state is not State.OPEN
         ):
-            return False  # a listener implies the handshake is done; the rest is checked here
+            return False
         self.transport.write(text_frame(text.encode()))
         return True
 
@@ -136,22 +136,11 @@ class CallerWebSocketProtocol(WebSocketsSansIOProtocol):
     # -- sending ------------------------------------------------------------------------------
 
     async def send(self, message: Any) -> None:
-        text = message.get("text") if message["type"] == "websocket.send" else None
-        if text is None or not self._can_send_fast():
-            await super().send(message)
+        """uvicorn's `send`, with text written at once while the caller keeps up."""
+        if (
+            message["type"] == "websocket.send"
+            and (text := message.get("text")) is not None
+            and self.send_now(text)  # OPEN only once the 101 response went out
+        ):
             return
-        if not self.writable.is_set():  # the caller's buffers are full: wait, as uvicorn does
-            await self.writable.wait()
-            if not self._can_send_fast():
-                await super().send(message)
-                return
-        self.transport.write(text_frame(text.encode()))
-
-    def _can_send_fast(self) -> bool:
-        return (
-            self.handshake_complete
-            and not self.close_sent
-            and not self.disconnected
-            and self.initial_response is None
-            and self.conn.state is State.OPEN
-        )
+        await super().send(message)  # which also waits while the caller's buffers are full

@@ -11,8 +11,8 @@ put on their websockets connections):
   `recv()` and its flow control work as before; any other frame, and what follows it, goes to
   websockets' parser, and the lane reopens once that parser holds no partial frame;
 * `send(str)` writes one text frame straight to the transport (masked with keys from
-  `MaskKeys` on the client side) and waits only if the transport asked to pause, as
-  websockets' own `send` would.
+  `MaskKeys` on the client side) while the peer keeps up; otherwise websockets' own `send`
+  writes and waits for it.
 
 Like the caller's socket it offers a direct line: `listen(handler)` hands text messages to
 `handler` as they are read (while websockets' queue is empty, so order holds), `send_now(text)`
@@ -80,7 +80,7 @@ class TextLane(Connection):
         if (
             self.paused
             or self.protocol.state is not State.OPEN
-            or self.send_in_progress
+            or self.send_in_progress is not None  # a fragmented message is being sent
             or self.transport.is_closing()
         ):
             return False
@@ -95,24 +95,14 @@ class TextLane(Connection):
             self.transport.resume_reading()
 
     async def send(self, message: Any, *, text: bool | None = None) -> None:
-        if type(message) is not str or text is False or not self._can_send_fast():
-            await super().send(message, text=text)
+        """websockets' `send`, with plain text written at once when the socket can take it."""
+        if type(message) is str and text is not False and self.send_now(message):
             return
-        self.transport.write(self._frame(message))
-        if self.paused:  # the model's buffers are full: wait, as websockets' send would
-            await self.drain()
+        await super().send(message, text=text)  # which also waits while the peer is full
 
     def _frame(self, text: str) -> bytes:
         keys = self.mask_keys
         return text_frame(text.encode(), keys.take() if keys is not None else None)
-
-    def _can_send_fast(self) -> bool:
-        return (
-            self.protocol.state is State.OPEN
-            and self.send_in_progress is None
-            and not self.protocol.expect_continuation_frame
-            and not self.transport.is_closing()
-        )
 
 
 class ModelWebSocket(TextLane, ClientConnection):
