@@ -372,11 +372,6 @@ class _Call:
         except Exception:  # a bug must end this call, not the socket's read callback
             self.failed("a client event")
             return
-        if len(actions) == 1 and not self.outbox:  # the audio path: one frame to the model
-            action = actions[0]
-            lane = self.model_lane
-            if type(action) is ToModel and lane is not None and lane.send_now(action.text):
-                return
         self.apply(actions)
 
     def on_model_lane_text(self, text: str) -> None:
@@ -387,13 +382,6 @@ class _Call:
         except Exception:
             self.failed("a model event")
             return
-        if len(actions) == 1 and not self.outbox:  # the audio path: one delta to the client
-            action = actions[0]
-            lane = self.client_lane
-            if type(action) is ToClient and lane is not None and lane.send_now(action.text):
-                if self.quiet is not None and session.quiet:
-                    self.quiet.set()
-                return
         self.apply(actions)
         if self.quiet is not None and session.quiet:
             self.quiet.set()
