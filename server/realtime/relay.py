@@ -338,8 +338,8 @@ class _Call:
             self.model_lane.listen(None)  # the old session's tail is dropped, as in model_pump
         self.model = model
         self.model_lane = getattr(model, "lane", None)
-        if self.lanes_open and self.model_lane is not None:
-            self.model_lane.listen(self.on_model_lane_text)
+        if self.lanes_open:
+            self._open_model_lane()
         self.model_since = time.monotonic()
         self.model_changed.set()
         self.model_changed = asyncio.Event()
@@ -350,8 +350,14 @@ class _Call:
         self.lanes_open = True
         if self.client_lane is not None:
             self.client_lane.listen(self.on_client_text)
-        if self.model_lane is not None:
-            self.model_lane.listen(self.on_model_lane_text)
+        self._open_model_lane()
+
+    def _open_model_lane(self) -> None:
+        lane = self.model_lane
+        if lane is not None:
+            lane.listen(self.on_model_lane_text)
+            if self.holding:  # a model replaced while the outbox is full starts held too
+                lane.hold_reading(True)
 
     def close_lanes(self) -> None:
         self.lanes_open = False
