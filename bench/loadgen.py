@@ -66,7 +66,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.common import percentile, summary_ms
-from server.realtime.model_socket import ModelWebSocket
 
 FRAME_S = 0.020  # 20 ms of audio per frame, 50 frames per second
 CODEC_FRAME_BYTES = {"pcm16": 960, "g711": 160}  # 24 kHz x 2 bytes x 20 ms; 8 kHz x 1 byte x 20 ms
@@ -165,7 +164,6 @@ class Call:
             async with asyncio.timeout(args.connect_timeout):
                 self.ws = await connect(
                     args.url,
-                    create_connection=ModelWebSocket,  # the relay's fast lane: less CPU of ours
                     max_queue=None,
                     compression=None,
                     max_size=MAX_SIZE,

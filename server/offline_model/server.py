@@ -24,8 +24,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from server.realtime.model_socket import FastServerConnection
-
 from .conversation import Conversation
 from .echo import echo_frame
 from .response import ResponseRun
@@ -137,7 +135,6 @@ class OfflineModel:
             process_request=self._process_request,
             max_size=MAX_FRAME,
             server_header=None,
-            create_connection=FastServerConnection,  # plain text frames without the slow parser
         )
         return self
 
