@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import logging
-import socket
 import sys
-from types import FrameType
-
-import uvicorn
-from uvicorn.supervisors import Multiprocess
 
 from server import logs
 from server.database import DatabaseUnreachable, open_database
-from server.realtime.client_socket import uvicorn_ws_options
-from server.realtime.relay import drain_all
 from server.reservations import seed
+from server.serving import serve
 from server.settings import Settings
 
 log = logging.getLogger("server")
@@ -47,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "seed"])
     parser.add_argument("--host", help="bind address (env HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (env PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one port)")
     args = parser.parse_args(argv)
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -59,80 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "seed":
             asyncio.run(_seed(settings))
         else:
-            _serve(settings, args.workers)
+            serve(settings, args.workers)
     except DatabaseUnreachable as exc:
         log.error("%s", exc)
         return 2
     return 0
-
-
-def _serve(settings: Settings, workers: int) -> None:
-    config = uvicorn.Config(
-        "server.asgi:app",
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
-        log_level=settings.log_level,
-        **uvicorn_ws_options(),
-        timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
-    )
-    server = GracefulServer(config)
-    if workers > 1:
-        # As uvicorn.run does, but each worker runs our server class.
-        Multiprocess(config, target=server.run, sockets=[_bind(settings)]).run()
-    else:
-        server.run()
-
-
-def _bind(settings: Settings) -> socket.socket:
-    """The listening socket the workers share.
-
-    Made here rather than by uvicorn's `Config.bind_socket`, which leaves the protocol number 0:
-    asyncio then never sets TCP_NODELAY on accepted connections, and every response waits about
-    40 ms for the client's delayed ACK.
-    """
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.set_inheritable(True)
-    return sock
-
-
-class GracefulServer(uvicorn.Server):
-    """uvicorn's server, but SIGTERM first ends calls politely.
-
-    uvicorn alone would drop every WebSocket at once (code 1012). Here the relay first refuses
-    new calls, tells each caller, lets tool calls in flight finish, and closes with 1012; then
-    uvicorn stops as usual. A second signal skips the wait.
-    """
-
-    def __init__(self, config: uvicorn.Config):
-        super().__init__(config)
-        self.draining = False
-        self._drain: asyncio.Task[None] | None = None
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.draining or self.should_exit:
-            super().handle_exit(sig, frame)
-            return
-        self.draining = True
-        loop = asyncio.get_event_loop()
-
-        async def drain_then_exit() -> None:
-            log.info("signal %d: ending calls before shutting down", sig)
-            try:
-                await drain_all()
-            finally:
-                super(GracefulServer, self).handle_exit(sig, frame)
-
-        def start() -> None:
-            self._drain = loop.create_task(drain_then_exit())
-
-        # A fresh context: the signal interrupts whatever task was running, and the shutdown
-        # must not inherit that call's session id.
-        loop.call_soon_threadsafe(start, context=contextvars.Context())
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,13 +21,15 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from server import api
+from server.call.core import CallSpec
+from server.call.model import ModelClient
+from server.call.switchboard import Switchboard
 from server.database import open_database
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
-from server.realtime.model_client import ModelClient
-from server.realtime.relay import Relay
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
+from server.transports.realtime_socket import RealtimeEndpoint
 from tools import ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
@@ -44,11 +45,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
     registry = default_registry()
-    relay = Relay(
-        settings=settings,
-        connect_model=_not_started,
-        run_tool=_not_started,
-        session_update=lambda: session_update(settings, registry.schemas()),
+    switchboard = Switchboard(settings)
+    realtime_endpoint = RealtimeEndpoint(
+        switchboard, settings, lambda: session_update(settings, registry.schemas())
     )
 
     @asynccontextmanager
@@ -61,12 +60,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             context = ToolContext(pool=database.pool, settings=settings)
 
-            async def run_tool(name: str, arguments: str) -> ToolResult:
+            async def run_tool(name: str, arguments: str, call: CallSpec) -> ToolResult:
                 return await registry.run(name, arguments, context, settings.tool_timeout_s)
 
-            model = await stack.enter_async_context(model_client(settings))
-            relay.connect_model = model.connect
-            relay.run_tool = run_tool
+            switchboard.model = await stack.enter_async_context(model_client(settings))
+            switchboard.run_tool = run_tool
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's full passes, which would otherwise pause every call's audio.
             gc.collect()
@@ -83,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
-            WebSocketRoute("/v1/realtime", relay),
+            WebSocketRoute("/v1/realtime", realtime_endpoint),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
@@ -95,12 +93,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         },
     )
     app.state.settings = settings
-    app.state.relay = relay
+    app.state.switchboard = switchboard
     return app
-
-
-async def _not_started(*args: object) -> Any:
-    raise RuntimeError("the app's lifespan has not run")
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from bench.common import server_dsn, throwaway_database
 from server.app import create_app
 from server.database import Database, open_database
-from server.realtime.client_socket import uvicorn_ws_options
+from server.serving import uvicorn_ws_options
 from server.settings import Settings
 
 

@@ -1,0 +1,466 @@
+"""The call core: what every call has, whatever carries it.
+
+A transport adapter (the `/v1/realtime` socket, a Twilio media stream, a SIP sideband) turns its
+handshake into a `CallSpec` and itself into a `Transport`, then hands both to `Call.run`. The core
+owns the rest: the model connection (open, replace after a drop with the conversation replayed,
+rotate before the model's session cap), the tool loop (tasks with deadlines, one
+`response.create` after all outputs, a `call_id` runs once — decided by the pure `RelaySession`),
+stats, limits, watchdogs and the call's end.
+
+Each socket has one read path (a task) and one ordered write path (`Outbound`): whatever is
+decided — by the caller's reader, the model's reader or a tool task — is appended to the
+destination's outbound at once, in the order decided, then written. A slow reader therefore
+slows its own call and nothing else; the watchdog lets go of a peer that stopped for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from server.call.model import ModelClosed, ModelConnection, ModelUnavailable
+from server.call.outbound import Outbound
+from server.realtime import protocol as p
+from server.realtime.session import (
+    CLOSE_INTERNAL,
+    CLOSE_POLICY,
+    Action,
+    Close,
+    RelaySession,
+    RunTool,
+    ToClient,
+    ToModel,
+)
+from server.settings import Settings
+
+log = logging.getLogger("server.call")
+
+CLOSE_NORMAL = 1000
+CLOSE_RESTART = 1012
+RECONNECT_DELAYS_S = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # before each try to replace a lost model
+FATAL_MODEL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})  # retrying cannot help
+FATAL_MODEL_ERRORS = frozenset({"model_auth_failed"})
+
+
+class Transport(Protocol):
+    """What a transport adapter offers the core. Carrier chores stay in the adapter."""
+
+    channel: str  # "browser", "sdk", "phone", "sip": for logs, records and metrics
+    passthrough: bool  # True: model and page events go to the caller unchanged
+
+    async def receive(self) -> str | bytes | None:
+        """The caller's next Realtime client event (text); None once the caller has gone."""
+        ...
+
+    def deliver(self, text: str) -> list[Action]:
+        """A model or page event, translated: frames for the caller, events for the model."""
+        ...
+
+    async def send(self, text: str) -> None:
+        """Write one frame to the caller (called by the core's ordered write path only)."""
+        ...
+
+    async def close(self, code: int, reason: str, error: dict[str, Any] | None) -> None:
+        """End the caller's side (with `error` first, if any); bounded, safe to call twice."""
+        ...
+
+
+class ToolOutcome(Protocol):
+    """What the core needs from a finished tool call (`tools.ToolResult` is one)."""
+
+    output: dict[str, Any]
+    page_event: dict[str, Any] | None
+    duration_ms: float
+
+    def output_json(self) -> str: ...
+
+
+ConnectFn = Callable[[], Awaitable[ModelConnection]]
+RunToolFn = Callable[[str, str, "CallSpec"], Awaitable[ToolOutcome]]  # name, arguments, call
+
+
+@dataclass
+class CallSpec:
+    """One call as its adapter knows it at the start."""
+
+    sid: str  # the call's id: logs, records, the history of what it booked
+    channel: str
+    session_update: dict[str, Any]  # the server's session settings for this call
+    connect_model: ConnectFn  # opens (and, after a drop, reopens) this call's model session
+    caller: str | None = None  # the caller's phone number, when the transport knows it
+    peer: str = "?"  # the caller's address, for logs
+    greet: bool = False  # the host speaks first (phones), without waiting for the caller
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EndCall(Exception):
+    """Ends the call: close the caller's side with `code`, after `error` if given."""
+
+    def __init__(self, code: int, reason: str, error: dict[str, Any] | None = None):
+        super().__init__(reason)
+        self.code, self.reason, self.error = code, reason, error
+
+
+class CallerGone(Exception):
+    """The caller's side is closed: nothing more can be sent to it."""
+
+
+def server_error(code: str, message: str) -> dict[str, Any]:
+    return p.error_event(code, message, error_type="server_error")
+
+
+class Call:
+    """One call's model connection, tool tasks, watchdogs and end; see the module docstring."""
+
+    def __init__(
+        self, spec: CallSpec, transport: Transport, *, settings: Settings, run_tool: RunToolFn
+    ):
+        self.spec = spec
+        self.transport = transport
+        self.settings = settings
+        self.run_tool = run_tool
+        self.session = RelaySession(
+            max_frame_chars=settings.max_client_frame_bytes,
+            session_update=spec.session_update,
+            max_events_per_s=settings.max_client_events_per_s,
+        )
+        self.model: ModelConnection | None = None
+        self.model_since = 0.0
+        self.replacing = asyncio.Lock()
+        self.to_caller = Outbound(self._send_to_caller)
+        self.to_model = Outbound(self._send_to_model)
+        self.tool_tasks: set[asyncio.Task[None]] = set()
+        self.background: set[asyncio.Future[None]] = set()  # writes started by a replacement
+        self.quiet = asyncio.Event()  # set whenever the session may have become quiet
+        self.started = self.last_caller_event = time.monotonic()
+        self.end: EndCall | None = None
+        self.stopping: asyncio.Future[EndCall] = asyncio.get_running_loop().create_future()
+        self.context = contextvars.copy_context()
+
+    def stop(self, end: EndCall) -> None:
+        """End the call from outside (shutdown, a transport's hang-up)."""
+        if not self.stopping.done():
+            self.stopping.set_result(end)
+
+    # -- the life of a call ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Open the model, carry the call until either side ends it, then clean up everything."""
+        self.context = contextvars.copy_context()  # tool tasks log under the call's session id
+        log.info("%s call started from %s", self.spec.channel, self.spec.peer)
+        try:
+            self.model = await self.spec.connect_model()
+        except ModelUnavailable as exc:
+            log.warning("model unavailable: %s", exc.message)
+            await self.transport.close(
+                CLOSE_INTERNAL, exc.code, server_error(exc.code, exc.message)
+            )
+            return
+        self.model_since = time.monotonic()
+        tasks: list[asyncio.Future[Any]] = []
+        try:
+            await self.apply(self.session.start())
+            if self.spec.greet:
+                await self.apply([ToModel(orjson.dumps({"type": p.RESPONSE_CREATE}).decode())])
+            tasks = [
+                asyncio.ensure_future(self.read_caller()),
+                asyncio.ensure_future(self.read_model()),
+                asyncio.ensure_future(self.rotate_model()),
+                asyncio.ensure_future(self.watchdog()),
+                self.stopping,
+            ]
+            async with asyncio.timeout(self.settings.max_session_s):
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            self.end = self._outcome(done)
+        except TimeoutError:
+            error = server_error("session_expired", "The call reached its maximum length.")
+            self.end = EndCall(CLOSE_NORMAL, "maximum call length", error)
+        except EndCall as exc:
+            self.end = exc
+        except CallerGone:
+            self.end = None
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.finish()
+
+    def _outcome(self, done: set[asyncio.Future[Any]]) -> EndCall | None:
+        for task in done:
+            if task is self.stopping:
+                return task.result()
+            exc = task.exception()
+            if isinstance(exc, EndCall):
+                return exc
+            if exc is not None and not isinstance(exc, CallerGone):
+                log.error("call failed", exc_info=exc)
+                return EndCall(CLOSE_INTERNAL, "internal error")
+        return None  # the caller left
+
+    async def finish(self) -> None:
+        """Let tool calls in flight finish (bounded), then close the model, then the caller."""
+        if self.tool_tasks:
+            _, stuck = await asyncio.wait(self.tool_tasks, timeout=self.settings.tool_timeout_s + 1)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
+        for task in list(self.background):
+            task.cancel()
+        if self.model is not None:
+            await self.model.close()
+        end = self.end
+        if end is not None:
+            await self.transport.close(end.code, end.reason, end.error)
+        else:
+            await self.transport.close(CLOSE_NORMAL, "caller left", None)
+        log.info(
+            "call ended after %.1fs (%s): %s",
+            time.monotonic() - self.started,
+            end.reason if end else "caller left",
+            orjson.dumps(self.session.stats.as_event_fields()).decode(),
+        )
+
+    # -- the two read paths ----------------------------------------------------------------------
+
+    async def read_caller(self) -> None:
+        """The caller's events, through the session's checks, until the caller goes."""
+        receive, session = self.transport.receive, self.session
+        while True:
+            message = await receive()
+            if message is None:
+                return
+            self.last_caller_event = now = time.monotonic()
+            if type(message) is str:
+                await self.apply(session.client_text(message, now))
+            else:
+                await self.apply(session.client_binary())
+
+    async def read_model(self) -> None:
+        """The model's events; a dropped model is replaced and the call goes on."""
+        session = self.session
+        while True:
+            model = self.model
+            assert model is not None
+            try:
+                text = await model.recv()
+            except ModelClosed as exc:
+                code = exc.rcvd.code if exc.rcvd else 1006
+                if model is self.model:
+                    log.warning("model connection closed (%s)", code)
+                    if code in FATAL_MODEL_CLOSES:
+                        error = server_error(
+                            "model_disconnected",
+                            "The voice model ended the call; please call again.",
+                        )
+                        raise EndCall(CLOSE_INTERNAL, "model disconnected", error) from None
+                await self.replace_model(model, "model_disconnected")
+                continue
+            if model is not self.model:
+                continue  # the tail of a replaced session is dropped
+            await self.apply(session.model_text(text, time.monotonic()))
+            if session.quiet:
+                self.quiet.set()
+
+    # -- the ordered write paths -----------------------------------------------------------------
+
+    async def apply(self, actions: list[Action]) -> None:
+        """Queue each action on its socket's write path in order, then write them."""
+        to_caller, to_model = self.to_caller, self.to_model
+        caller_touched = model_touched = False
+        for action in actions:
+            kind = type(action)
+            if kind is ToModel:
+                to_model.push(action.text)  # type: ignore[union-attr]
+                model_touched = True
+            elif kind is ToClient:
+                if self.transport.passthrough:
+                    to_caller.push(action.text)  # type: ignore[union-attr]
+                    caller_touched = True
+                else:
+                    for translated in self.transport.deliver(action.text):  # type: ignore[union-attr]
+                        if type(translated) is ToModel:
+                            to_model.push(translated.text)  # type: ignore[union-attr]
+                            model_touched = True
+                        elif type(translated) is ToClient:
+                            to_caller.push(translated.text)  # type: ignore[union-attr]
+                            caller_touched = True
+                        elif type(translated) is Close:
+                            self._close_after(translated)  # type: ignore[arg-type]
+            elif kind is RunTool:
+                self.start_tool(action)  # type: ignore[arg-type]
+            elif kind is Close:
+                if model_touched:
+                    await to_model.flush()
+                if caller_touched:
+                    await self._flush_caller()
+                raise EndCall(action.code, action.reason)  # type: ignore[union-attr]
+        if model_touched:
+            await to_model.flush()
+        if caller_touched:
+            await self._flush_caller()
+
+    def _close_after(self, close: Close) -> None:
+        """A transport asked to end the call (a goodbye played): end it once this is written."""
+        self.stop(EndCall(close.code, close.reason))
+
+    async def _flush_caller(self) -> None:
+        try:
+            await self.to_caller.flush()
+        except CallerGone:
+            raise
+        except Exception:
+            raise CallerGone() from None
+
+    async def _send_to_caller(self, text: str) -> None:
+        try:
+            await self.transport.send(text)
+        except Exception:
+            raise CallerGone() from None
+
+    async def _send_to_model(self, text: str) -> None:
+        """Send to the current model; if it dropped, replace it (or wait for that) and resend."""
+        while True:
+            model = self.model
+            assert model is not None
+            try:
+                await model.send(text)
+                return
+            except ModelClosed:
+                await self.replace_model(model, "model_disconnected")
+
+    # -- the model connection ---------------------------------------------------------------------
+
+    async def replace_model(self, dead: ModelConnection, reason: str) -> None:
+        """Open a fresh model session with backoff and replay the call into it.
+
+        Whoever notices first (the model's reader, a writer) replaces; the others wait on the
+        lock and find the model already replaced. The replay goes to the new connection before
+        it becomes `self.model`, so no other event reaches it ahead of the session settings and
+        the conversation so far.
+        """
+        async with self.replacing:
+            if self.model is not dead:
+                return
+            last: ModelUnavailable | None = None
+            for delay in RECONNECT_DELAYS_S[: self.settings.model_reconnect_attempts]:
+                await asyncio.sleep(delay)
+                try:
+                    new = await self.spec.connect_model()
+                except ModelUnavailable as exc:
+                    last = exc
+                    log.warning("reconnecting to the model (%s) failed: %s", reason, exc.message)
+                    if exc.code in FATAL_MODEL_ERRORS:
+                        break
+                    continue
+                actions = self.session.replay(reason)
+                try:
+                    for action in actions:
+                        if type(action) is ToModel:
+                            await new.send(action.text)  # type: ignore[union-attr]
+                except ModelClosed:
+                    await new.close()
+                    continue
+                self.model, self.model_since = new, time.monotonic()
+                await dead.close()
+                log.info(
+                    "model session replaced (%s); replayed %d items",
+                    reason,
+                    len(self.session.history),
+                )
+                for action in actions:
+                    if type(action) is ToClient:
+                        self.to_caller.push(action.text)  # type: ignore[union-attr]
+                flushing = asyncio.ensure_future(self._flush_quietly())
+                self.background.add(flushing)
+                flushing.add_done_callback(self.background.discard)
+                return
+        message = last.message if last else "it closed during the replay."
+        raise EndCall(
+            CLOSE_INTERNAL,
+            "model disconnected",
+            server_error(
+                "model_disconnected", f"The connection to the voice model was lost: {message}"
+            ),
+        )
+
+    async def _flush_quietly(self) -> None:
+        """Write what a replacement queued for the caller, from outside the model's write path."""
+        try:
+            await self.to_caller.flush()
+        except Exception as exc:  # the caller's reader will notice the same and end the call
+            log.debug("caller write after a model replacement failed: %s", exc)
+
+    async def rotate_model(self) -> None:
+        """Move to a fresh model session before the model's session-length cap, when quiet."""
+        cap = self.settings.model_session_max_s
+        while True:
+            await asyncio.sleep(max(0.0, cap - (time.monotonic() - self.model_since)))
+            if time.monotonic() - self.model_since < cap:
+                continue  # replaced meanwhile (a drop): its clock started again
+            while not self.session.quiet:  # a reply or tool call is under way: let it finish
+                self.quiet.clear()
+                await self.quiet.wait()
+            assert self.model is not None
+            await self.replace_model(self.model, "model_session_limit")
+
+    # -- watchdogs --------------------------------------------------------------------------------
+
+    async def watchdog(self) -> None:
+        """End a call whose caller went quiet, or whose caller or model stopped reading.
+
+        A watchdog rather than a timeout around each receive and send: no timer per audio frame.
+        A send blocks only when the peer's buffers are full, i.e. it has stopped reading.
+        """
+        idle = self.settings.session_idle_timeout_s
+        stuck = self.settings.send_timeout_s
+        tick = min(idle, stuck) / 2
+        while True:
+            now = time.monotonic()
+            if now - self.last_caller_event >= idle:
+                error = server_error("idle_timeout", "No events for too long; the call was closed.")
+                raise EndCall(CLOSE_NORMAL, "idle timeout", error)
+            since = self.to_caller.busy_since
+            if since and now - since >= stuck:
+                log.warning("the caller stopped reading for %.0fs", now - since)
+                raise EndCall(CLOSE_POLICY, "caller not reading")
+            since = self.to_model.busy_since
+            if since and now - since >= stuck:
+                log.warning("the model stopped reading for %.0fs", now - since)
+                error = server_error("model_disconnected", "The voice model stopped responding.")
+                raise EndCall(CLOSE_INTERNAL, "model not reading", error)
+            await asyncio.sleep(tick)
+
+    # -- tools ------------------------------------------------------------------------------------
+
+    def start_tool(self, call: RunTool) -> None:
+        task = asyncio.create_task(self.tool_call(call), context=self.context.copy())
+        self.tool_tasks.add(task)
+        task.add_done_callback(self.tool_tasks.discard)
+
+    async def tool_call(self, call: RunTool) -> None:
+        """Run one tool; deliver its output and page event even if the call is ending."""
+        result = await self.run_tool(call.name, call.arguments, self.spec)
+        ok = result.output.get("ok") is True
+        log.info(
+            "tool %s %s in %.1f ms",
+            call.name,
+            "ok" if ok else result.output.get("error"),
+            result.duration_ms,
+        )
+        actions = self.session.tool_finished(
+            call.call_id, result.output_json(), result.page_event, result.duration_ms, ok
+        )
+        try:
+            async with asyncio.timeout(self.settings.tool_timeout_s):
+                await self.apply(actions)
+        except (CallerGone, EndCall, TimeoutError, ModelClosed) as exc:
+            log.info("tool result not delivered: %s", type(exc).__name__)
+        if self.session.quiet:
+            self.quiet.set()

@@ -1,0 +1,111 @@
+"""The model connection, opened and used through the `openai` SDK's public realtime client.
+
+The SDK builds the URL (`{base_url}/realtime?model=…`, or `?call_id=…` for a SIP call's
+sideband), sends `Authorization: Bearer <key>` and owns the handshake. Frames are sent with
+`send_raw` and read with `recv_bytes`, so audio deltas are never parsed into SDK models.
+`ModelConnection` is the small surface the call core needs; tests may satisfy it with any object
+of the same shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Protocol
+
+import websockets.exceptions as ws_errors
+from openai import AsyncOpenAI
+from openai.types.websocket_connection_options import WebSocketConnectionOptions
+
+if TYPE_CHECKING:
+    from openai.resources.realtime.realtime import AsyncRealtimeConnection
+
+MODEL_MAX_FRAME_BYTES = 16 * 1024 * 1024
+CLOSE_TIMEOUT_S = 2.0
+
+
+class ModelConnection(Protocol):
+    async def send(self, text: str) -> None: ...
+    async def recv(self) -> str: ...
+    async def close(self) -> None: ...
+
+
+ModelClosed = ws_errors.ConnectionClosed  # what send/recv raise once the model socket is gone
+
+
+class ModelUnavailable(Exception):
+    """The model connection could not be opened; `code` says why in one word for the client."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class SdkModelConnection:
+    """An SDK realtime connection seen as text in, text out."""
+
+    def __init__(self, connection: AsyncRealtimeConnection):
+        self._conn = connection
+
+    async def send(self, text: str) -> None:
+        await self._conn.send_raw(text)
+
+    async def recv(self) -> str:
+        return (await self._conn.recv_bytes()).decode()
+
+    async def close(self) -> None:
+        """Close politely, but never wait long on a peer that has stopped reading."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S * 2):
+                await self._conn.close()
+
+
+class ModelClient:
+    """One SDK client per process; `connect()` opens one model session per call."""
+
+    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout_s: float):
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self.sdk = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+
+    async def connect(self, call_id: str | None = None) -> ModelConnection:
+        """A new model session, or with `call_id` the sideband of a SIP call already accepted."""
+        # Only options the SDK declares; websockets' defaults keep pings (20 s) and close
+        # handling (it aborts a peer that does not answer the close within 10 s).
+        options: WebSocketConnectionOptions = {
+            "max_size": MODEL_MAX_FRAME_BYTES,
+            "compression": None,  # base64 audio does not compress; deflate only costs CPU
+        }
+        if call_id is None:
+            manager = self.sdk.realtime.connect(
+                model=self.model, websocket_connection_options=options
+            )
+        else:
+            manager = self.sdk.realtime.connect(
+                call_id=call_id, websocket_connection_options=options
+            )
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                connection = await manager.enter()
+        except TimeoutError:
+            raise ModelUnavailable(
+                "model_timeout", f"The model did not answer within {self.timeout_s:g}s."
+            ) from None
+        except ws_errors.InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise ModelUnavailable(
+                    "model_auth_failed", "The model refused the server's credentials."
+                ) from None
+            raise ModelUnavailable(
+                "model_unavailable", f"The model refused the connection (HTTP {status})."
+            ) from None
+        except (OSError, ws_errors.WebSocketException) as exc:
+            raise ModelUnavailable(
+                "model_unavailable", f"Could not reach the model: {type(exc).__name__}."
+            ) from None
+        return SdkModelConnection(connection)
+
+    async def close(self) -> None:
+        await self.sdk.close()
