@@ -63,6 +63,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": _logger_name(record.name),
             "msg": record.getMessage(),
+            "pid": record.process,  # which worker, when several serve one port
         }
         if getattr(record, "session", None):
             entry["session"] = record.session

@@ -29,24 +29,26 @@ PHONE_CALL = "81237002"
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], args: list[str] | None = None):
         self.env = env
+        self.args = args or []
         self.lines: list[dict] = []
         self.raw: list[str] = []
         self._new_line = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, ready_lines: int = 1) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "server",
+            *self.args,
             cwd=PROJECT_ROOT,
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
-        await self.wait_for_log("Application startup complete")
+        await self.wait_for_log("Application startup complete", count=ready_lines)
 
     async def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -56,13 +58,16 @@ class ServerProcess:
             self.lines.append(json.loads(text))  # every line must be JSON
             self._new_line.set()
 
-    async def wait_for_log(self, fragment: str) -> dict:
+    async def wait_for_log(self, fragment: str, count: int = 1) -> dict:
+        """The `count`-th line (of the whole log) that contains `fragment`."""
         async with asyncio.timeout(30):
-            seen = 0
+            seen = found = 0
             while True:
                 for entry in self.lines[seen:]:
                     if fragment in entry["msg"]:
-                        return entry
+                        found += 1
+                        if found == count:
+                            return entry
                 seen = len(self.lines)
                 self._new_line.clear()
                 if self._reader.done():
