@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
-import re
-import secrets
-import socket
 import statistics
-import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
-
-from server.database import start_embedded
+from harness.databases import server_dsn, throwaway_database, with_database
+from harness.processes import clean_env, free_port, spawn_listening, stop
 from server.settings import PROJECT_ROOT
+
+__all__ = [
+    "clean_env",
+    "free_port",
+    "machine",
+    "percentile",
+    "print_table",
+    "server_dsn",
+    "spawn_listening",
+    "stop",
+    "summary_ms",
+    "throwaway_database",
+    "with_database",
+    "write_results",
+]
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
@@ -52,99 +58,6 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-
-
-def with_database(dsn: str, name: str) -> str:
-    """The same server's DSN, pointing at database `name`."""
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
-@contextlib.contextmanager
-def server_dsn(data_name: str = "bench-pg") -> Iterator[str]:
-    """DATABASE_URL's server if set, else an embedded one under `.data/<data_name>`.
-
-    Shared by the benchmarks and the test suite: both make throwaway databases on it.
-    """
-    configured = os.environ.get("DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    embedded = start_embedded(PROJECT_ROOT / ".data" / data_name)
-    try:
-        yield embedded.uri
-    finally:
-        embedded.stop()
-
-
-@contextlib.asynccontextmanager
-async def throwaway_database(admin_dsn: str, prefix: str = "bench") -> AsyncIterator[str]:
-    """A new empty database on the server of `admin_dsn`, dropped (even if in use) afterwards."""
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(admin_dsn, name)
-    finally:
-        admin = await asyncpg.connect(admin_dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
-# --- child processes (server, models, load generator) ----------------------------------------
-
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY")
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The environment for our child processes: no API key, no proxies, loopback only."""
-    env = {k: v for k, v in os.environ.items() if k.upper() not in _PROXY_VARS}
-    env.pop("OPENAI_API_KEY", None)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(overrides)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def stop(process: asyncio.subprocess.Process, within_s: float = 15.0) -> None:
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), within_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-
-
-async def spawn_listening(what: str, *args: str) -> tuple[asyncio.subprocess.Process, int]:
-    """`python *args`, which prints "... http://127.0.0.1:PORT/..." once it listens."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT, env=clean_env()
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-    except TimeoutError:
-        await stop(process)
-        raise RuntimeError(f"{what} did not start") from None
-    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-    if not match:
-        await stop(process)
-        raise RuntimeError(f"unexpected output from {what}: {line!r}")
-    return process, int(match.group(1))
 
 
 def write_results(kind: str, data: dict[str, Any]) -> Path:

@@ -65,8 +65,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "pid": record.process,  # which worker, when several serve one port
         }
-        if getattr(record, "session", None):
-            entry["session"] = record.session
+        session = getattr(record, "session", None)
+        if session:
+            entry["session"] = session
         if record.exc_info:
             entry["exc"] = mask_phones(self.formatException(record.exc_info))
         return orjson.dumps(entry).decode()

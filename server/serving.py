@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import multiprocessing
 import signal
 import socket
@@ -49,7 +50,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         port=settings.port,
         log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
         log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + 5,
         **uvicorn_ws_options(),
     )
 

@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from bench.common import server_dsn, throwaway_database
+from harness.databases import server_dsn, throwaway_database
 from server.app import create_app
 from server.database import Database, open_database
 from server.serving import uvicorn_ws_options

@@ -10,7 +10,7 @@ import sys
 import asyncpg
 import pytest
 
-from bench.common import with_database
+from harness.databases import with_database
 from server.database import (
     create_pool,
     migrate,

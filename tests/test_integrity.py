@@ -1,6 +1,6 @@
 """Two server processes, one database, many bookings at once: nothing lost, nothing doubled."""
 
-from bench import integrity
+from harness import integrity
 
 
 async def test_two_processes_keep_every_booking_exactly_once(test_dsn, pool):

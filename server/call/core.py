@@ -136,7 +136,7 @@ class Call:
         self.replacing = asyncio.Lock()
         self.to_caller = Outbound(self._send_to_caller)
         self.to_model = Outbound(self._send_to_model)
-        self.tool_tasks: set[asyncio.Task[None]] = set()
+        self.tool_tasks: set[asyncio.Future[None]] = set()
         self.background: set[asyncio.Future[None]] = set()  # writes started by a replacement
         self.quiet = asyncio.Event()  # set whenever the session may have become quiet
         self.started = self.last_caller_event = time.monotonic()
@@ -275,40 +275,35 @@ class Call:
         to_caller, to_model = self.to_caller, self.to_model
         caller_touched = model_touched = False
         for action in actions:
-            kind = type(action)
-            if kind is ToModel:
-                to_model.push(action.text)  # type: ignore[union-attr]
+            if type(action) is ToModel:
+                to_model.push(action.text)
                 model_touched = True
-            elif kind is ToClient:
+            elif type(action) is ToClient:
                 if self.transport.passthrough:
-                    to_caller.push(action.text)  # type: ignore[union-attr]
+                    to_caller.push(action.text)
                     caller_touched = True
-                else:
-                    for translated in self.transport.deliver(action.text):  # type: ignore[union-attr]
-                        if type(translated) is ToModel:
-                            to_model.push(translated.text)  # type: ignore[union-attr]
-                            model_touched = True
-                        elif type(translated) is ToClient:
-                            to_caller.push(translated.text)  # type: ignore[union-attr]
-                            caller_touched = True
-                        elif type(translated) is Close:
-                            self._close_after(translated)  # type: ignore[arg-type]
-            elif kind is RunTool:
-                self.start_tool(action)  # type: ignore[arg-type]
-            elif kind is Close:
+                    continue
+                for translated in self.transport.deliver(action.text):
+                    if type(translated) is ToModel:
+                        to_model.push(translated.text)
+                        model_touched = True
+                    elif type(translated) is ToClient:
+                        to_caller.push(translated.text)
+                        caller_touched = True
+                    elif type(translated) is Close:
+                        self.stop(EndCall(translated.code, translated.reason))
+            elif type(action) is RunTool:
+                self.start_tool(action)
+            elif type(action) is Close:
                 if model_touched:
                     await to_model.flush()
                 if caller_touched:
                     await self._flush_caller()
-                raise EndCall(action.code, action.reason)  # type: ignore[union-attr]
+                raise EndCall(action.code, action.reason)
         if model_touched:
             await to_model.flush()
         if caller_touched:
             await self._flush_caller()
-
-    def _close_after(self, close: Close) -> None:
-        """A transport asked to end the call (a goodbye played): end it once this is written."""
-        self.stop(EndCall(close.code, close.reason))
 
     async def _flush_caller(self) -> None:
         try:
@@ -363,7 +358,7 @@ class Call:
                 try:
                     for action in actions:
                         if type(action) is ToModel:
-                            await new.send(action.text)  # type: ignore[union-attr]
+                            await new.send(action.text)
                 except ModelClosed:
                     await new.close()
                     continue
@@ -376,7 +371,7 @@ class Call:
                 )
                 for action in actions:
                     if type(action) is ToClient:
-                        self.to_caller.push(action.text)  # type: ignore[union-attr]
+                        self.to_caller.push(action.text)
                 flushing = asyncio.ensure_future(self._flush_quietly())
                 self.background.add(flushing)
                 flushing.add_done_callback(self.background.discard)

@@ -427,7 +427,9 @@ class RelaySession:
         return [RunTool(call_id, str(name), arguments if isinstance(arguments, str) else "")]
 
     def _response_done(self, event: dict[str, Any]) -> list[Action]:
-        response = event.get("response") if isinstance(event.get("response"), dict) else {}
+        response = event.get("response")
+        if not isinstance(response, dict):
+            response = {}
         response_id = _response_id(event)
         state = self._responses.setdefault(response_id, _Response())
         state.done, state.status = True, str(response.get("status", ""))
