@@ -30,7 +30,9 @@ from server.realtime.instructions import session_update
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.transports.realtime_socket import RealtimeEndpoint
-from tools import ToolContext, ToolResult, default_registry
+from server.transports.twilio_stream import TwilioStreamEndpoint
+from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
+from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
 
@@ -47,7 +49,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     registry = default_registry()
     switchboard = Switchboard(settings)
     realtime_endpoint = RealtimeEndpoint(
-        switchboard, settings, lambda: session_update(settings, registry.schemas())
+        switchboard,
+        settings,
+        lambda: session_update(settings, registry.schemas(without=CALL_CONTROL)),
+    )
+    can_transfer = bool(settings.transfer_number and settings.twilio_auth_token)
+    phone_tools = frozenset() if can_transfer else frozenset({"transfer_call"})
+    twilio_stream = TwilioStreamEndpoint(
+        switchboard, settings, lambda: registry.schemas(without=phone_tools)
     )
 
     @asynccontextmanager
@@ -64,6 +73,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 return await registry.run(name, arguments, context, settings.tool_timeout_s)
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
+            if settings.twilio_auth_token is None:
+                log.warning(
+                    "TWILIO_AUTH_TOKEN is not set: /twilio/voice and %s accept anyone "
+                    "(fine for local testing, not for a real phone number)",
+                    STREAM_PATH,
+                )
             switchboard.run_tool = run_tool
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's full passes, which would otherwise pause every call's audio.
@@ -82,6 +97,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
+            Route("/twilio/voice", VoiceWebhook(settings, switchboard), methods=["POST"]),
+            WebSocketRoute(STREAM_PATH, twilio_stream),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,

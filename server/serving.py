@@ -25,9 +25,8 @@ from server.settings import Settings
 
 log = logging.getLogger("server")
 
-WS_IMPLEMENTATION = (
-    "websockets-sansio"  # uvicorn's `ws` setting: see bench/relay.py for the comparison
-)
+# uvicorn's `ws` setting; the README's performance section compares the implementations.
+WS_IMPLEMENTATION = "websockets-sansio"
 TRANSPORT_MAX_FRAME_BYTES = 16 * 1024 * 1024  # the socket's own cap; the call core's is stricter
 WORKER_STOP_S = 30.0  # after SIGTERM, how long the supervisor waits for a worker to finish
 

@@ -63,6 +63,16 @@ class Settings(BaseSettings):
     model_reconnect_attempts: int = Field(5, ge=0, le=6)  # after a drop: waits 0, .2, .5, 1, 2 s
     shutdown_grace_s: float = Field(10.0, ge=0)  # SIGTERM: time for calls in flight to finish
 
+    # --- phone calls (Twilio Media Streams) ---
+    public_base_url: str | None = None  # e.g. https://book.example.com; unset: from the request
+    twilio_auth_token: SecretStr | None = None  # set: webhooks signed, media streams need a token
+    twilio_api_base_url: str | None = None  # Twilio's REST API; tests point it at a local fake
+    twilio_timeout_s: float = Field(10.0, gt=0)  # one request to Twilio's REST API
+    stream_token_ttl_s: float = Field(120.0, gt=0)  # a media stream must start this soon
+    transfer_number: str | None = None  # set: the host can transfer a caller here (E.164)
+    silence_prompt_s: float = Field(8.0, gt=0)  # caller silent this long: "are you there?"
+    silence_hangup_s: float = Field(10.0, gt=0)  # ... and this much longer: goodbye, hang up
+
     @field_validator("restaurant_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -83,6 +93,16 @@ class Settings(BaseSettings):
         value = value.upper()
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown phone region {value!r}")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
         return value
 
     @cached_property

@@ -65,6 +65,9 @@ class FakeTransport(_Watched):
     async def receive(self) -> str | bytes | None:
         return await self.inbox.get()
 
+    def attach(self, call: Any) -> None:
+        self.call = call
+
     def deliver(self, text: str) -> list[Action]:
         return [ToClient(text)]
 

@@ -7,7 +7,7 @@ import pytest
 
 from server.database import create_pool
 from tests.netproxy import CuttableProxy
-from tools import ToolContext, default_registry
+from tools import CALL_CONTROL, ToolContext, default_registry
 from tools.booking import names_match, spell
 
 REGISTRY = default_registry()
@@ -42,7 +42,10 @@ async def run(ctx, name, args, deadline_s=5.0):
 
 def test_schemas_are_function_tools_with_required_fields():
     schemas = {s["name"]: s for s in REGISTRY.schemas()}
-    assert set(schemas) == {"check_availability", "make_reservation", "lookup_reservation"}
+    booking = {"check_availability", "make_reservation", "lookup_reservation"}
+    assert set(schemas) == booking | {"end_call", "transfer_call"}
+    page = {s["name"] for s in REGISTRY.schemas(without=CALL_CONTROL)}
+    assert page == booking  # a page cannot be hung up or transferred by the host
     for schema in schemas.values():
         assert schema["type"] == "function"
         assert schema["parameters"]["type"] == "object"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ class ToolArgumentsInvalid(Exception):
         self.fields = fields
 
 
-Handler = Callable[[dict[str, Any], ToolContext], Awaitable[ToolResult]]
+Handler = Callable[[dict[str, Any], ToolContext], Coroutine[Any, Any, ToolResult]]
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,9 @@ class ToolRegistry:
     def add(self, tool: Tool) -> None:
         self.tools[tool.name] = tool
 
-    def schemas(self) -> list[dict[str, Any]]:
-        return [tool.schema() for tool in self.tools.values()]
+    def schemas(self, without: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """The `tools` list of a session; `without` leaves out tools this call cannot use."""
+        return [tool.schema() for name, tool in self.tools.items() if name not in without]
 
     async def run(
         self, name: str, arguments: str, context: ToolContext, timeout_s: float
@@ -155,8 +156,12 @@ def _sentence(fields: dict[str, str]) -> str:
 
 def default_registry() -> ToolRegistry:
     from tools.booking import BOOKING_TOOLS
+    from tools.call_control import CALL_CONTROL_TOOLS
 
     registry = ToolRegistry()
-    for tool in BOOKING_TOOLS:
+    for tool in (*BOOKING_TOOLS, *CALL_CONTROL_TOOLS):
         registry.add(tool)
     return registry
+
+
+CALL_CONTROL = frozenset({"end_call", "transfer_call"})  # tools only a phone line can act on

@@ -56,7 +56,10 @@ class Transport(Protocol):
     passthrough: bool  # True: model and page events go to the caller unchanged
 
     async def receive(self) -> str | bytes | None:
-        """The caller's next Realtime client event (text); None once the caller has gone."""
+        """The caller's next Realtime client event (text); None once the caller has gone.
+
+        May raise `EndCall` when the transport itself ends the call (a goodbye has played).
+        """
         ...
 
     def deliver(self, text: str) -> list[Action]:
@@ -69,6 +72,10 @@ class Transport(Protocol):
 
     async def close(self, code: int, reason: str, error: dict[str, Any] | None) -> None:
         """End the caller's side (with `error` first, if any); bounded, safe to call twice."""
+        ...
+
+    def attach(self, call: Call) -> None:
+        """The call this transport carries, for what the adapter starts itself (a transfer)."""
         ...
 
 
@@ -164,6 +171,7 @@ class Call:
             )
             return
         self.model_since = time.monotonic()
+        self.transport.attach(self)
         tasks: list[asyncio.Future[Any]] = []
         try:
             await self.apply(self.session.start())
@@ -225,6 +233,21 @@ class Call:
             time.monotonic() - self.started,
             end.reason if end else "caller left",
             orjson.dumps(self.session.stats.as_event_fields()).decode(),
+        )
+
+    async def say_to_model(self, text: str) -> None:
+        """Tell the model something as a system message and let it answer (for adapters)."""
+        item = {
+            "type": p.ITEM_CREATE,
+            "item": {
+                "type": "message",
+                "role": "system",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        }
+        create = {"type": p.RESPONSE_CREATE}
+        await self.apply(
+            [ToModel(orjson.dumps(item).decode()), ToModel(orjson.dumps(create).decode())]
         )
 
     # -- the two read paths ----------------------------------------------------------------------

@@ -10,7 +10,6 @@ of the same shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Protocol
 
 import websockets.exceptions as ws_errors
@@ -54,10 +53,33 @@ class SdkModelConnection:
         return (await self._conn.recv_bytes()).decode()
 
     async def close(self) -> None:
-        """Close politely, but never wait long on a peer that has stopped reading."""
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLOSE_TIMEOUT_S * 2):
-                await self._conn.close()
+        """Close politely, but never wait long on a peer that has stopped reading.
+
+        While the closing handshake runs, what the model still sends is read and dropped: a
+        model blocked writing to us could otherwise never read our close frame. A close that
+        takes longer than `CLOSE_TIMEOUT_S` goes on in the background (held in `_closing`);
+        websockets' own keepalive ends a peer that reads nothing at all.
+        """
+        closing = asyncio.ensure_future(self._conn.close())
+        draining = asyncio.ensure_future(self._discard())
+        for task in (closing, draining):
+            _closing.add(task)
+            task.add_done_callback(_closed)
+        closing.add_done_callback(lambda _: draining.cancel())
+        await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT_S)
+
+    async def _discard(self) -> None:
+        while True:
+            await self._conn.recv_bytes()
+
+
+_closing: set[asyncio.Future[None]] = set()  # closes that outlived their call
+
+
+def _closed(task: asyncio.Future[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled():
+        task.exception()  # already closed or broken: nothing left to release
 
 
 class ModelClient:

@@ -1,7 +1,10 @@
-"""The host persona: the `session.update` the server sends when a call starts.
+"""The model's session settings, built once for every transport.
 
-Today's date and weekday are written into the instructions, in the restaurant's timezone, so the
-model can turn "tomorrow" or "next Friday" into a date without asking.
+The relay's `session.update` (page, SDK, Twilio) and the SIP `accept` take their settings from
+`session_config`. Today's date and weekday are written into the instructions, in the restaurant's
+timezone, so the model can turn "tomorrow" or "next Friday" into a date without asking. On a
+phone line the host also knows the caller's number (from caller ID) and that digits typed on the
+keypad arrive as text.
 """
 
 from __future__ import annotations
@@ -34,37 +37,85 @@ Bookings:
 - Each phone number may hold one upcoming reservation."""
 
 
-def session_update(
-    settings: Settings, tools: list[dict[str, Any]], now: dt.datetime | None = None
+def phone_instructions(caller: str | None) -> str:
+    known = (
+        f"The caller's number, from caller ID, is {caller}: offer to book under it, and use it "
+        "to find their booking, unless they give another."
+        if caller
+        else "The caller's number is not known: ask for it."
+    )
+    return f"""
+
+This is a phone call. {known}
+- Read phone numbers and confirmation numbers back one digit or character at a time.
+- The caller may type digits on the keypad; they reach you as a message saying so.
+- When the caller has what they need, say a short goodbye and call end_call."""
+
+
+PCM16 = {"type": "audio/pcm", "rate": p.PCM16_RATE}
+PCMU = {"type": "audio/pcmu"}  # G.711 μ-law, 8 kHz: what phone carriers send and play
+
+
+def session_config(
+    settings: Settings,
+    tools: list[dict[str, Any]],
+    *,
+    phone: bool = False,
+    caller: str | None = None,
+    audio_format: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[str, Any]:
+    """The `session` object: instructions, voice, turn detection, transcription, tools.
+
+    `audio_format` None leaves the formats out (the SIP sideband: the call's codec is the SIP
+    side's); otherwise it applies to input and output alike.
+    """
     now = now or dt.datetime.now(settings.timezone)
-    pcm = {"type": "audio/pcm", "rate": p.PCM16_RATE}
+    instructions = host_instructions(settings.restaurant_name, now)
+    if phone:
+        instructions += phone_instructions(caller)
+    audio_in: dict[str, Any] = {
+        # The caller's words as text: for the page's transcript, and for replaying the
+        # conversation into a fresh model session after a reconnect.
+        "transcription": {"model": TRANSCRIPTION_MODEL},
+        "turn_detection": {
+            "type": "server_vad",
+            "threshold": 0.5,
+            "prefix_padding_ms": 300,
+            "silence_duration_ms": 500,
+            "create_response": True,
+            "interrupt_response": True,
+        },
+    }
+    audio_out: dict[str, Any] = {"voice": settings.realtime_voice}
+    if audio_format is not None:
+        audio_in = {"format": audio_format, **audio_in}
+        audio_out = {"format": audio_format, **audio_out}
+    return {
+        "type": "realtime",
+        "model": settings.realtime_model,
+        "instructions": instructions,
+        "output_modalities": ["audio"],
+        "audio": {"input": audio_in, "output": audio_out},
+        "tools": tools,
+        "tool_choice": "auto",
+    }
+
+
+def session_update(
+    settings: Settings,
+    tools: list[dict[str, Any]],
+    now: dt.datetime | None = None,
+    *,
+    phone: bool = False,
+    caller: str | None = None,
+    audio_format: dict[str, Any] | None = PCM16,
+) -> dict[str, Any]:
+    """The server's `session.update` event for a relayed call."""
     return {
         "type": p.SESSION_UPDATE,
         "event_id": p.event_id("relay"),
-        "session": {
-            "type": "realtime",
-            "model": settings.realtime_model,
-            "instructions": host_instructions(settings.restaurant_name, now),
-            "output_modalities": ["audio"],
-            "audio": {
-                "input": {
-                    "format": pcm,
-                    # The caller's words as text: for the page's transcript, and for replaying
-                    # the conversation into a fresh model session after a reconnect.
-                    "transcription": {"model": TRANSCRIPTION_MODEL},
-                    "turn_detection": {
-                        "type": "server_vad",
-                        "threshold": 0.5,
-                        "prefix_padding_ms": 300,
-                        "silence_duration_ms": 500,
-                        "create_response": True,
-                        "interrupt_response": True,
-                    },
-                },
-                "output": {"format": pcm, "voice": settings.realtime_voice},
-            },
-            "tools": tools,
-            "tool_choice": "auto",
-        },
+        "session": session_config(
+            settings, tools, phone=phone, caller=caller, audio_format=audio_format, now=now
+        ),
     }

@@ -57,6 +57,8 @@ RESERVATION_FAILED = "reservation.failed"
 AVAILABILITY_CHECKED = "availability.checked"
 SESSION_STATS = "session.stats"
 SESSION_RECONNECTED = "session.reconnected"
+CALL_END_REQUESTED = "call.end_requested"  # the end_call tool: hang up once the goodbye is heard
+CALL_TRANSFER_REQUESTED = "call.transfer_requested"  # transfer_call: hand over after the host
 
 # The only client events the relay forwards to the model. conversation.item.create is further
 # limited to user messages and session.update to harmless fields (see session.py).

@@ -49,6 +49,9 @@ class RealtimeSocket:
             return text
         return message.get("bytes") or b""
 
+    def attach(self, call: Any) -> None:
+        pass  # starts nothing of its own
+
     def deliver(self, text: str) -> list[Action]:
         return [ToClient(text)]
 

@@ -1,0 +1,294 @@
+"""Twilio Media Streams, sans I/O: Twilio's messages and the model's events in, actions out.
+
+`TwilioMedia` is one phone call's state on the carrier side. It never touches a socket or a
+clock: `twilio_stream.py` feeds it what Twilio sends (`from_twilio`) and what the model says
+(`from_model`), and carries out what comes back.
+
+- Caller audio (`media`, base64 μ-law 8 kHz) becomes `input_audio_buffer.append`, the same
+  base64 text: no decoding, no resampling (the model session is `audio/pcmu` both ways).
+- Model audio deltas become Twilio `media` frames, each followed by a `mark`. Twilio echoes a
+  mark once the audio before it has played, so `Playback` knows what the caller actually heard.
+- Barge-in: on `input_audio_buffer.speech_started` while audio is unheard, send `clear` to Twilio
+  and `conversation.item.truncate` with `audio_end_ms` = what the acknowledged marks say was played
+  (never more than was sent). Marks echoed after a `clear` belong to dropped audio: their names
+  carry a generation number, and old generations are ignored.
+- Keypad digits collect until `#` and reach the model as a user message it can act on.
+- `end_call` and `transfer_call` (page events from their tools) wait until the host's last words
+  have played, then the call ends or is handed over.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from server.realtime import protocol as p
+from server.realtime.session import ToClient, ToModel
+
+MULAW_BYTES_PER_MS = 8
+MAX_DIGITS = 20  # keypad digits held before they are sent without a closing '#'
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Twilio's `start`: the call's ids and the `<Parameter>`s our TwiML gave the stream."""
+
+    stream_sid: str
+    call_sid: str
+    account_sid: str
+    parameters: dict[str, str]
+    media_format: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """Twilio's `stop`, or the host's last words have played and the call should end."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """The host's last words before a transfer have played: hand the call to `number`."""
+
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A message that is not Twilio's; `message` says why (logged, the call goes on)."""
+
+    message: str
+
+
+Outcome = ToModel | ToClient | Started | Stopped | Transfer | Invalid
+
+
+def _decoded_length(b64: str) -> int:
+    """Bytes in a base64 string, without decoding it."""
+    return len(b64) * 3 // 4 - b64.count("=", -2)
+
+
+@dataclass
+class Playback:
+    """What the caller has heard of the assistant's current audio item."""
+
+    item_id: str | None = None
+    sent: int = 0  # bytes of `item_id` sent to Twilio
+    heard: int = 0  # bytes of `item_id` whose marks Twilio has echoed
+    generation: int = 0  # bumped by every `clear`; marks of older generations are ignored
+    marks: dict[str, int] = field(default_factory=dict)  # mark name -> `sent` after its chunk
+    sequence: int = 0
+
+    @property
+    def unheard(self) -> bool:
+        return self.sent > self.heard
+
+    def chunk_sent(self, item_id: str, size: int) -> str:
+        """Count a chunk of `item_id`; return the name of the mark that follows it."""
+        if item_id != self.item_id:
+            self.item_id, self.sent, self.heard = item_id, 0, 0
+            self.marks.clear()
+        self.sent += size
+        self.sequence += 1
+        name = f"{self.generation}.{self.sequence}"
+        self.marks[name] = self.sent
+        return name
+
+    def mark_echoed(self, name: str) -> None:
+        sent = self.marks.pop(name, None)
+        if sent is not None:  # else: an older generation's, or another item's
+            self.heard = max(self.heard, sent)
+
+    def cleared(self) -> int:
+        """Twilio drops what it holds: return the milliseconds heard, and start afresh."""
+        heard_ms = min(self.heard, self.sent) // MULAW_BYTES_PER_MS
+        self.generation += 1
+        self.marks.clear()
+        self.sent = self.heard
+        return heard_ms
+
+
+@dataclass
+class TwilioMedia:
+    """One phone call's carrier-side state; see the module docstring."""
+
+    stream_sid: str = ""
+    playback: Playback = field(default_factory=Playback)
+    digits: str = ""
+    interrupted: set[str] = field(default_factory=set)  # items cut off by the caller
+    after_playback: Stopped | Transfer | None = None  # what to do once the host has finished
+    armed: bool = False  # the host's last response has started: act once it is done and heard
+    responding: bool = False  # a response is under way (its audio may still come)
+
+    # -- Twilio -> us -----------------------------------------------------------------------------
+
+    def from_twilio(self, text: str) -> list[Outcome]:
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [Invalid("not JSON")]
+        if not isinstance(message, dict):
+            return [Invalid("not a JSON object")]
+        event = message.get("event")
+        if event == "media":
+            media = message.get("media")
+            payload = media.get("payload") if isinstance(media, dict) else None
+            if not isinstance(payload, str) or not _is_base64(payload):
+                return [Invalid("media without a base64 payload")]
+            return [ToModel('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')]
+        if event == "mark":
+            mark = message.get("mark")
+            name = mark.get("name") if isinstance(mark, dict) else None
+            if isinstance(name, str):
+                self.playback.mark_echoed(name)
+            return self._finished_playing()
+        if event == "dtmf":
+            dtmf = message.get("dtmf")
+            digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
+            return self._digit(digit) if isinstance(digit, str) else [Invalid("dtmf without digit")]
+        if event == "start":
+            return [self._started(message)]
+        if event == "stop":
+            return [Stopped("caller hung up")]
+        if event == "connected":
+            return []
+        return [Invalid(f"unknown event {str(event)[:40]!r}")]
+
+    def _started(self, message: dict[str, Any]) -> Started | Invalid:
+        start = message.get("start")
+        sid = message.get("streamSid") or (start or {}).get("streamSid")
+        if not isinstance(start, dict) or not isinstance(sid, str) or not sid:
+            return Invalid("start without streamSid")
+        self.stream_sid = sid
+        parameters = start.get("customParameters")
+        media_format = start.get("mediaFormat")
+        return Started(
+            stream_sid=sid,
+            call_sid=str(start.get("callSid") or ""),
+            account_sid=str(start.get("accountSid") or ""),
+            parameters={str(k): str(v) for k, v in (parameters or {}).items()}
+            if isinstance(parameters, dict)
+            else {},
+            media_format=media_format if isinstance(media_format, dict) else {},
+        )
+
+    def _digit(self, digit: str) -> list[Outcome]:
+        if digit == "#" or len(self.digits) + 1 >= MAX_DIGITS:
+            typed = self.digits + (digit if digit != "#" else "")
+            self.digits = ""
+            if not typed:
+                return []
+            text = f"(The caller typed on the phone's keypad: {typed})"
+            item = {
+                "type": p.ITEM_CREATE,
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            }
+            create = ToModel(orjson.dumps({"type": p.RESPONSE_CREATE}).decode())
+            return [ToModel(orjson.dumps(item).decode()), create]
+        if digit in "0123456789*":
+            self.digits += digit
+        return []
+
+    # -- the model (and our page events) -> Twilio ---------------------------------------------
+
+    def from_model(self, text: str) -> list[Outcome]:
+        if text.startswith('{"type":"response.output_audio.delta"'):
+            return self._audio(text)
+        kind = _peek_type(text)
+        if kind == p.SPEECH_STARTED:
+            return self._barge_in()
+        if kind == p.RESPONSE_CREATED:
+            self.responding = True
+            self.armed = self.after_playback is not None
+        elif kind == p.RESPONSE_DONE:
+            self.responding = False
+            return self._finished_playing()
+        elif kind == p.CALL_END_REQUESTED:
+            self._after_next_response(Stopped("host ended the call"))
+        elif kind == p.CALL_TRANSFER_REQUESTED:
+            number = _field(text, "number")
+            if number:
+                self._after_next_response(Transfer(number))
+        return []
+
+    def _after_next_response(self, then: Stopped | Transfer) -> None:
+        """The tool's output makes the host speak once more (its goodbye): act after that."""
+        self.after_playback, self.armed = then, False
+
+    def _audio(self, text: str) -> list[Outcome]:
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return [Invalid("model audio that is not JSON")]
+        item_id, delta = event.get("item_id"), event.get("delta")
+        if not isinstance(delta, str) or not isinstance(item_id, str):
+            return [Invalid("model audio without item_id or delta")]
+        if item_id in self.interrupted or not self.stream_sid:
+            return []
+        mark = self.playback.chunk_sent(item_id, _decoded_length(delta))
+        sid = self.stream_sid
+        media = {"event": "media", "streamSid": sid, "media": {"payload": delta}}
+        marker = {"event": "mark", "streamSid": sid, "mark": {"name": mark}}
+        return [ToClient(orjson.dumps(media).decode()), ToClient(orjson.dumps(marker).decode())]
+
+    def _barge_in(self) -> list[Outcome]:
+        playback = self.playback
+        if not playback.unheard or playback.item_id is None:
+            return []
+        item_id = playback.item_id
+        heard_ms = playback.cleared()
+        self.interrupted.add(item_id)
+        clear = {"event": "clear", "streamSid": self.stream_sid}
+        truncate = {
+            "type": p.ITEM_TRUNCATE,
+            "item_id": item_id,
+            "content_index": 0,
+            "audio_end_ms": heard_ms,
+        }
+        return [ToClient(orjson.dumps(clear).decode()), ToModel(orjson.dumps(truncate).decode())]
+
+    def _finished_playing(self) -> list[Outcome]:
+        """End or hand over the call once a pending goodbye has been heard in full."""
+        ending = self.after_playback
+        if ending is None or not self.armed or self.responding or self.playback.unheard:
+            return []
+        self.after_playback = None
+        return [ending]
+
+
+def _peek_type(text: str) -> str | None:
+    if text.startswith('{"type":"'):
+        end = text.find('"', 9)
+        if end > 9:
+            return text[9:end]
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    kind = event.get("type") if isinstance(event, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _field(text: str, name: str) -> str | None:
+    try:
+        value = orjson.loads(text).get(name)
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _is_base64(payload: str) -> bool:
+    try:
+        base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
