@@ -14,6 +14,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from server import logs
+from server.clients import UVICORN_OPTIONS
 from server.database import DatabaseUnreachable, open_database
 from server.realtime.client_socket import uvicorn_ws_options
 from server.realtime.relay import drain_all
@@ -75,6 +76,7 @@ def _serve(settings: Settings, workers: int) -> None:
         log_config=None,  # our handler (server.logs) formats every line, uvicorn's included
         log_level=settings.log_level,
         **uvicorn_ws_options(),
+        **UVICORN_OPTIONS,  # who the client is: TRUSTED_PROXIES decides, not uvicorn
         timeout_graceful_shutdown=settings.shutdown_grace_s + 5,
     )
     server = GracefulServer(config)

@@ -16,19 +16,23 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from server import api
+from server.admission import Admission
 from server.database import open_database
+from server.http_guard import HttpGuard
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.realtime.model_client import ModelClient
 from server.realtime.relay import Relay
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
+from server.startup_warnings import startup_warnings
 from tools import ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
@@ -44,20 +48,26 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
     registry = default_registry()
+    admission = Admission(settings)
     relay = Relay(
         settings=settings,
         connect_model=_not_started,
         run_tool=_not_started,
         session_update=lambda: session_update(settings, registry.schemas()),
+        admission=admission,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for warning in startup_warnings(settings):
+            log.warning("%s", warning)
         async with contextlib.AsyncExitStack() as stack:
             database = await open_database(settings)
             stack.push_async_callback(database.close)
             app.state.database = database
             app.state.pool = database.pool
+            await admission.start(database.pool)
+            stack.push_async_callback(admission.close)
 
             context = ToolContext(pool=database.pool, settings=settings)
 
@@ -87,6 +97,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpGuard, settings=settings)],
         exception_handlers={
             api.ApiError: _api_error,
             DatabaseUnavailable: _database_unavailable,
@@ -96,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.relay = relay
+    app.state.admission = admission
     return app
 
 

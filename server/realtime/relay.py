@@ -37,7 +37,7 @@ import websockets.exceptions as ws_errors
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server import access
+from server.admission import Admission, Refusal
 from server.logs import session_id
 from server.realtime import protocol as p
 from server.realtime.client_socket import TEXT_LANE
@@ -119,8 +119,10 @@ class Relay:
         connect_model: ConnectFn,
         run_tool: RunToolFn,
         session_update: SessionUpdateFn,
+        admission: Admission,
     ):
         self.settings = settings
+        self.admission = admission
         self.connect_model = connect_model
         self.run_tool = run_tool
         self.session_update = session_update
@@ -144,41 +146,32 @@ class Relay:
 
     async def endpoint(self, websocket: WebSocket, receive: Receive, send: Send) -> None:
         await websocket.accept()
-        refusal = self._refusal(websocket)
-        if refusal is not None:
-            code, error, reason = refusal
-            log.warning("refused a call from %s: %s", _peer(websocket), reason)
-            await _send(websocket, orjson.dumps(error).decode())
-            await _close(websocket, code, reason)
-            return
-        lane = websocket.scope.get("extensions", {}).get(TEXT_LANE)
-        call = _Call(self, websocket, receive, send, f"s{next(_session_ids)}", lane)
-        self.calls.add(call)
-        self._no_calls.clear()
-        token = session_id.set(call.sid)
-        try:
-            await call.run()
-        finally:
-            session_id.reset(token)
-            self.calls.discard(call)
-            if not self.calls:
-                self._no_calls.set()
+        async with self.admission.admit(websocket, also=lambda: self._refusal()) as refusal:
+            if refusal is not None:  # logged by admission, with the client and its Origin
+                await _send(websocket, orjson.dumps(refusal.error).decode())
+                await _close(websocket, refusal.code, refusal.reason)
+                return
+            lane = websocket.scope.get("extensions", {}).get(TEXT_LANE)
+            call = _Call(self, websocket, receive, send, f"s{next(_session_ids)}", lane)
+            self.calls.add(call)
+            self._no_calls.clear()
+            token = session_id.set(call.sid)
+            try:
+                await call.run()
+            finally:
+                session_id.reset(token)
+                self.calls.discard(call)
+                if not self.calls:
+                    self._no_calls.set()
 
-    def _refusal(self, websocket: WebSocket) -> tuple[int, dict[str, Any], str] | None:
-        settings = self.settings
-        if not access.origin_ok(websocket.headers.get("origin"), settings):
-            error = p.error_event("origin_not_allowed", "This page's origin may not connect.")
-            return CLOSE_POLICY, error, "origin not allowed"
-        token = access.socket_token(websocket.headers, websocket.query_params)
-        if not access.token_ok(token, settings):
-            error = p.error_event("unauthorized", "A valid access token is required.")
-            return CLOSE_POLICY, error, "missing or invalid access token"
+    def _refusal(self) -> Refusal | None:
+        """This endpoint's own checks; origin, token and per-client limits are admission's."""
         if self.draining:
             error = _server_error("server_restarting", "The server is restarting; call again.")
-            return CLOSE_TRY_AGAIN, error, "server restarting"
-        if self.active >= settings.max_sessions:
+            return Refusal(CLOSE_TRY_AGAIN, error, "server restarting")
+        if self.active >= self.settings.max_sessions:
             error = _server_error("server_busy", "Too many calls right now; try again soon.")
-            return CLOSE_TRY_AGAIN, error, "server at capacity"
+            return Refusal(CLOSE_TRY_AGAIN, error, "server at capacity")
         return None
 
     async def drain(self) -> None:
