@@ -21,6 +21,7 @@ from typing import Literal
 
 Clock = Callable[[], float]
 WINDOW_S = 60.0
+EPSILON_S = 1e-6  # floating-point slack when adding up shares of a minute
 MAX_TRACKED = 100_000  # addresses remembered at most; beyond it the stalest are forgotten
 
 CallLimit = Literal["too_many_calls", "too_many_new_calls"]
@@ -60,7 +61,7 @@ class RequestLimiter:
         now = self.clock()
         self._evict(now)
         due = max(self._due.get(key, now), now)
-        if due - now > self.burst:
+        if due - now > self.burst + EPSILON_S:  # N shares of 60/N must add up to 60 s
             return Limited("too_many_requests", due - now - self.burst)
         self._due[key] = due + self.interval
         self._due.move_to_end(key)
