@@ -448,3 +448,27 @@ async def test_the_page_is_served_under_a_strict_policy_and_a_violation_would_be
         assert any("Content Security Policy" in text for text in console)
     finally:
         await context.close()
+
+
+async def test_a_call_over_the_per_client_limit_is_explained(browser, settings, model):
+    capped = settings.model_copy(
+        update={
+            "openai_base_url": model.url,
+            "max_calls_per_client": 1,
+            "max_new_calls_per_min": 0,
+        }
+    )
+    async with (
+        serve_app(capped) as live,
+        open_caller(browser, live) as first,
+        open_caller(browser, live) as second,
+    ):
+        await first.start(muted=True)
+        await second.page.click("#call")
+        await second.page.wait_for_selector("#connection[data-state=dropped]")
+        close = (await second.counters())["close"]
+        assert (close["code"], close["reason"]) == (1013, "too many calls from this client")
+        await async_api.expect(second.page.locator("#alert")).to_contain_text(
+            "Too many calls are open from your network"
+        )
+        assert (await first.counters())["state"] == "connected"  # the first call goes on
