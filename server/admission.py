@@ -77,6 +77,10 @@ def limit_refusal(limited: Limited) -> Refusal:
     return Refusal(CLOSE_TRY_AGAIN, error, reason)
 
 
+def _no_refusal() -> Refusal | None:
+    return None
+
+
 class Admission:
     """Owns the per-client counts of one process; `start` it with the pool, `close` at the end."""
 
@@ -121,25 +125,27 @@ class Admission:
     async def admit(
         self, conn: HTTPConnection, also: Callable[[], Refusal | None] | None = None
     ) -> AsyncIterator[Refusal | None]:
-        """Yields None while the call holds its place, or the `Refusal` to give the caller."""
+        """Yields None while the call holds its place, or the `Refusal` to give the caller.
+
+        `also` (the endpoint's own checks) runs once before the counting, to refuse cheaply, and
+        once after it: the counting awaits PostgreSQL, and no await may separate the endpoint's
+        capacity check from the call starting, or calls admitted meanwhile would overrun it.
+        """
         client = clients.scope_client(conn.scope, self.settings.proxies)
-        refusal = self.gate(conn) or (also() if also is not None else None)
+        endpoint = also or _no_refusal
+        refusal = self.gate(conn) or endpoint()
+        counted = False
         slot: int | None = None
         if refusal is None and self.local.enabled:
-            limited = self.local.try_start(client)
-            if limited is None:
-                try:
-                    taken = await self._take_shared(client)
-                except BaseException:  # cancelled: the caller left while we asked
-                    self.local.end(client)
-                    raise
-                if isinstance(taken, Limited):
-                    self.local.end(client)
-                    limited = taken
-                else:
-                    slot = taken
+            limited, slot = await self._count(client)
             if limited is not None:
                 refusal = limit_refusal(limited)
+            else:
+                counted = True
+                refusal = endpoint()
+                if refusal is not None:
+                    await self._uncount(client, slot)
+                    counted, slot = False, None
         if refusal is not None:
             origin = conn.headers.get("origin") or "-"
             log.warning("refused a call from %s (origin %s): %s", client, origin, refusal.reason)
@@ -148,11 +154,37 @@ class Admission:
         try:
             yield None
         finally:
-            if self.local.enabled:
+            if counted:
                 self.local.end(client)
             if slot is not None:
                 self.slots.discard(slot)
                 await self._release({slot})
+
+    async def _count(self, client: str) -> tuple[Limited | None, int | None]:
+        """Count a new call of `client` here and in PostgreSQL: (refusal, shared slot id)."""
+        limited = self.local.try_start(client)
+        if limited is not None:
+            return limited, None
+        try:
+            taken = await self._take_shared(client)
+        except BaseException:  # cancelled: the caller left while we asked
+            self.local.undo(client)
+            raise
+        if isinstance(taken, Limited):
+            self.local.undo(client)
+            return taken, None
+        return None, taken
+
+    async def _uncount(self, client: str, slot: int | None) -> None:
+        """Take back a call counted but not started: as if it had never been admitted."""
+        self.local.undo(client)
+        if slot is not None and self.shared is not None:
+            self.slots.discard(slot)
+            try:
+                async with asyncio.timeout(SHARED_TIMEOUT_S):
+                    await self.shared.forget({slot})
+            except DB_ERRORS as exc:
+                log.warning("call limits: could not take back a slot: %r", exc)
 
     async def _take_shared(self, client: str) -> int | Limited | None:
         """A slot, a refusal, or None when the shared count is off or could not be reached."""

@@ -60,6 +60,12 @@ class SharedCallSlots:
             list(slot_ids),
         )
 
+    async def forget(self, slot_ids: Collection[int]) -> None:
+        """Remove rows of calls that were counted but never started (they must not count)."""
+        await self.pool.execute(
+            "DELETE FROM call_admissions WHERE id = ANY($1::bigint[])", list(slot_ids)
+        )
+
     async def renew(self, slot_ids: Collection[int]) -> None:
         """Extend the leases of this process's live calls; forget rows nobody needs any more."""
         async with self.pool.acquire() as conn:

@@ -127,6 +127,15 @@ class CallLimiter:
         else:
             self._live.pop(key, None)
 
+    def undo(self, key: str) -> None:
+        """Take back the last `try_start` of `key`, start time included (it never started)."""
+        self.end(key)
+        starts = self._starts.get(key)
+        if starts:
+            starts.pop()
+            if not starts:
+                del self._starts[key]
+
     def _evict(self, now: float) -> None:
         horizon = now - WINDOW_S
         while self._starts:

@@ -291,6 +291,16 @@ def test_call_limiter_caps_new_calls_per_minute_even_when_they_ended():
     assert limiter.try_start("a") is None
 
 
+def test_call_limiter_undo_takes_back_the_place_and_the_start():
+    clock = FakeClock()
+    limiter = CallLimiter(max_live=1, per_min=1, clock=clock)
+    assert limiter.try_start("a") is None
+    limiter.undo("a")  # refused later on (by the shared count, or the endpoint)
+    assert limiter.tracked() == 0
+    assert limiter.try_start("a") is None  # neither the place nor the minute's allowance spent
+    assert limiter.try_start("a") is not None
+
+
 def test_call_limiter_forgets_idle_addresses():
     clock = FakeClock()
     limiter = CallLimiter(max_live=5, per_min=20, clock=clock)

@@ -22,7 +22,7 @@ import websockets
 from starlette.requests import HTTPConnection
 
 from server import offline_model
-from server.admission import Admission
+from server.admission import Admission, Refusal
 from server.call_slots import SharedCallSlots
 from server.settings import Settings
 from tests.conftest import LiveServer, serve_app
@@ -273,6 +273,56 @@ async def test_without_the_database_each_process_still_holds_its_own_limits(sett
             assert third is None
     finally:
         await admission.close()
+
+
+async def test_a_call_refused_by_the_endpoint_after_counting_is_not_counted(settings, calls_table):
+    """The endpoint's own checks run again after the counting; a refusal then takes it back."""
+    limited = settings.model_copy(update={"max_calls_per_client": 1, "max_new_calls_per_min": 1})
+    admission = Admission(limited)
+    await admission.start(calls_table)
+    scope = {
+        "type": "websocket",
+        "scheme": "ws",
+        "path": "/v1/realtime",
+        "query_string": b"",
+        "headers": [],
+        "client": ("198.51.100.80", 5000),
+    }
+    busy = Refusal(1013, {"type": "error"}, "server at capacity")
+    answers = iter([None, busy])  # capacity free before the counting, gone after it
+    try:
+        async with admission.admit(HTTPConnection(scope), also=lambda: next(answers)) as refused:
+            assert refused is busy
+        assert await calls_table.fetchval("SELECT count(*) FROM call_admissions") == 0
+        async with admission.admit(HTTPConnection(scope)) as admitted:
+            assert admitted is None  # neither the place nor the minute's one start was spent
+            assert await calls_table.fetchval("SELECT count(*) FROM call_admissions") == 1
+    finally:
+        await admission.close()
+
+
+async def test_max_sessions_holds_when_many_calls_arrive_at_once(base):
+    """Admission awaits PostgreSQL; calls arriving meanwhile must not overrun MAX_SESSIONS."""
+    limits = {"max_sessions": 2, "max_calls_per_client": 20, "max_new_calls_per_min": 0}
+    async with server(base, **limits) as live:
+        done = asyncio.Event()
+
+        async def attempt() -> str:
+            async with websockets.connect(f"{live.ws_url}/v1/realtime", max_queue=None) as ws:
+                while (event := orjson.loads(await ws.recv()))["type"] != "session.updated":
+                    if event["type"] == "error":
+                        return str(event["error"]["code"])
+                await done.wait()  # hold the place until every attempt has its answer
+                return "admitted"
+
+        attempts = [asyncio.create_task(attempt()) for _ in range(8)]
+        pending = set(attempts)
+        async with asyncio.timeout(20):
+            while len(pending) > 2:  # the refused answer at once; the admitted ones wait
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done.set()
+            outcomes = sorted(await asyncio.gather(*attempts))
+    assert outcomes == ["admitted"] * 2 + ["server_busy"] * 6
 
 
 # --- REST -------------------------------------------------------------------------------------
