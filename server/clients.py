@@ -105,6 +105,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], proxies: Netw
     return address_key(address)
 
 
+@functools.lru_cache(maxsize=1024)  # read on every request: the same few values
 def normalize_origin(text: str) -> str | None:
     """`scheme://host[:port]`, lower-cased, default port dropped; None if not an http(s) origin.
 

@@ -146,7 +146,7 @@ class Relay:
 
     async def endpoint(self, websocket: WebSocket, receive: Receive, send: Send) -> None:
         await websocket.accept()
-        async with self.admission.admit(websocket, also=lambda: self._refusal()) as refusal:
+        async with self.admission.admit(websocket, also=self._refusal) as refusal:
             if refusal is not None:  # logged by admission, with the client and its Origin
                 await _send(websocket, orjson.dumps(refusal.error).decode())
                 await _close(websocket, refusal.code, refusal.reason)
