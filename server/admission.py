@@ -10,9 +10,12 @@ One entry point for every endpoint that opens model sessions for a client:
 
 In order: the browser's Origin (same-origin by default), the access token, the endpoint's own
 checks (`also`: draining, capacity), then the per-client limits -- first this process's memory
-(`ratelimit.CallLimiter`, free), then PostgreSQL (`call_slots`, shared by every process). Only a
-call that passes them all is counted, and its place is given back when the block ends, whatever
-ends it. Every refusal is logged with the client's address and Origin.
+(`ratelimit.CallLimiter`, free), then PostgreSQL (`call_slots`, shared by every process) -- and
+the endpoint's checks once more, with no await between them and the call starting. Only a call
+that passes them all is counted, and its place is given back when the block ends, whatever ends
+it. Every refusal is logged with the client's address and Origin. Phone streams and SIP webhooks
+(all of a carrier's calls come from a few addresses) do not come through here: they meet only
+their endpoint's own checks.
 
 If PostgreSQL cannot answer within `SHARED_TIMEOUT_S`, the call is judged by this process's
 counts alone (a warning is logged): a database hiccup must not stop calls, and the per-process

@@ -145,7 +145,7 @@ def request_origin(
     `headers` holds the lower-cased `x-forwarded-proto` / `x-forwarded-host` values if present;
     with several proxies the rightmost entry is the one our own peer wrote.
     """
-    if trusted(parse_address(peer) if peer else None, proxies):
+    if proxies and peer and trusted(parse_address(peer), proxies):
         forwarded_proto = headers.get("x-forwarded-proto", "").rpartition(",")[2].strip()
         forwarded_host = headers.get("x-forwarded-host", "").rpartition(",")[2].strip()
         scheme = forwarded_proto or scheme

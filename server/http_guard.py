@@ -65,16 +65,18 @@ def security_headers(
 class HttpGuard:
     def __init__(self, app: ASGIApp, settings: Settings, clock: Clock = time.monotonic):
         self.app = app
-        self.settings = settings
         self.limiter = RequestLimiter(settings.max_requests_per_min, clock)
+        # Read once: settings are frozen, and this runs for every request.
+        self.proxies = settings.proxies
+        self.public_origin = settings.public_origin
+        self.origins = settings.origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        settings = self.settings
-        own = clients.scope_own_origin(scope, settings.proxies, settings.public_origin)
-        extra = security_headers(own, settings.origins)
+        own = clients.scope_own_origin(scope, self.proxies, self.public_origin)
+        extra = security_headers(own, self.origins)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -82,7 +84,7 @@ class HttpGuard:
             await send(message)
 
         if self.limiter.enabled and scope["path"].startswith(RATE_LIMITED_PREFIX):
-            limited = self.limiter.hit(clients.scope_client(scope, settings.proxies))
+            limited = self.limiter.hit(clients.scope_client(scope, self.proxies))
             if limited is not None:
                 response = api.error_response(
                     429, "rate_limited", "too many requests from this address; try again later"
