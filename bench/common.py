@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.databases import server_dsn, throwaway_database, with_database
-from harness.processes import clean_env, free_port, spawn_listening, stop
+from harness.processes import NO_CLIENT_LIMITS, clean_env, free_port, spawn_listening, stop
 from server.settings import PROJECT_ROOT
 
 __all__ = [
+    "NO_CLIENT_LIMITS",
     "clean_env",
     "free_port",
     "machine",

@@ -18,6 +18,7 @@ import time
 import httpx
 
 from bench.common import (
+    NO_CLIENT_LIMITS,
     machine,
     print_table,
     server_dsn,
@@ -94,7 +95,13 @@ async def wait_healthy(url: str, process: subprocess.Popen, within_s: float = 30
 
 
 def rest_bench(dsn: str, port: int = 8765) -> list[dict]:
-    env = {**os.environ, "DATABASE_URL": dsn, "LOG_LEVEL": "warning", "PORT": str(port)}
+    env = {
+        **os.environ,
+        **NO_CLIENT_LIMITS,
+        "DATABASE_URL": dsn,
+        "LOG_LEVEL": "warning",
+        "PORT": str(port),
+    }
     server = subprocess.Popen([sys.executable, "-m", "server"], env=env, cwd=PROJECT_ROOT)
     url = f"http://127.0.0.1:{port}"
     try:

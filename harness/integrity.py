@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from harness.processes import free_port
+from harness.processes import NO_CLIENT_LIMITS, free_port
 from server.settings import PROJECT_ROOT
 
 CONCURRENCY = 100  # requests in flight at once for the distinct-phone run
@@ -31,7 +31,13 @@ CONCURRENCY = 100  # requests in flight at once for the distinct-phone run
 async def _start_server(dsn: str) -> tuple[asyncio.subprocess.Process, str]:
     """A server process, returned once its start-up is complete (read from its log)."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": dsn, "PORT": str(port), "LOG_LEVEL": "info"}
+    env = {
+        **os.environ,
+        **NO_CLIENT_LIMITS,
+        "DATABASE_URL": dsn,
+        "PORT": str(port),
+        "LOG_LEVEL": "info",
+    }
     env.pop("OPENAI_API_KEY", None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

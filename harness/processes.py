@@ -14,9 +14,19 @@ from server.settings import PROJECT_ROOT
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY")
 
 
+# A benchmark is one client opening hundreds of calls and requests a minute from 127.0.0.1.
+NO_CLIENT_LIMITS = {
+    "MAX_CALLS_PER_CLIENT": "0",
+    "MAX_NEW_CALLS_PER_MIN": "0",
+    "MAX_REQUESTS_PER_MIN": "0",
+}
+
+
 def clean_env(**overrides: str) -> dict[str, str]:
-    """The environment for our child processes: no API key, no proxies, loopback only."""
+    """The environment for our child processes: no API key, no proxies, loopback only, and no
+    per-client limits."""
     env = {k: v for k, v in os.environ.items() if k.upper() not in _PROXY_VARS}
+    env.update(NO_CLIENT_LIMITS)
     env.pop("OPENAI_API_KEY", None)
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONUNBUFFERED"] = "1"

@@ -15,20 +15,24 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from server import api
+from server.admission import Admission
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
 from server.database import open_database
+from server.http_guard import HttpGuard
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
+from server.startup_warnings import startup_warnings
 from server.transports.realtime_socket import RealtimeEndpoint
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
@@ -48,10 +52,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     registry = default_registry()
     switchboard = Switchboard(settings)
+    admission = Admission(settings)
     realtime_endpoint = RealtimeEndpoint(
         switchboard,
         settings,
         lambda: session_update(settings, registry.schemas(without=CALL_CONTROL)),
+        admission,
     )
     can_transfer = bool(settings.transfer_number and settings.twilio_auth_token)
     phone_tools = frozenset() if can_transfer else frozenset({"transfer_call"})
@@ -61,11 +67,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for warning in startup_warnings(settings):
+            log.warning("%s", warning)
         async with contextlib.AsyncExitStack() as stack:
             database = await open_database(settings)
             stack.push_async_callback(database.close)
             app.state.database = database
             app.state.pool = database.pool
+            await admission.start(database.pool)
+            stack.push_async_callback(admission.close)
 
             context = ToolContext(pool=database.pool, settings=settings)
 
@@ -73,12 +83,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 return await registry.run(name, arguments, context, settings.tool_timeout_s)
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
-            if settings.twilio_auth_token is None:
-                log.warning(
-                    "TWILIO_AUTH_TOKEN is not set: /twilio/voice and %s accept anyone "
-                    "(fine for local testing, not for a real phone number)",
-                    STREAM_PATH,
-                )
             switchboard.run_tool = run_tool
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's full passes, which would otherwise pause every call's audio.
@@ -102,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(HttpGuard, settings=settings)],
         exception_handlers={
             api.ApiError: _api_error,
             DatabaseUnavailable: _database_unavailable,
@@ -111,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.switchboard = switchboard
+    app.state.admission = admission
     return app
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from server.call.switchboard import drain_all
+from server.clients import UVICORN_OPTIONS
 from server.settings import Settings
 
 log = logging.getLogger("server")
@@ -51,6 +52,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s) + 5,
         **uvicorn_ws_options(),
+        **UVICORN_OPTIONS,  # who the client is: TRUSTED_PROXIES decides, not uvicorn
     )
 
 

@@ -6,6 +6,7 @@ Every variable is documented in `.env.example`; nothing else in the code reads `
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,7 +16,31 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server import clients
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_origins(text: str) -> frozenset[str]:
+    origins = set()
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        origin = "*" if entry == "*" else clients.normalize_origin(entry)
+        if origin is None:
+            raise ValueError(
+                f"ALLOWED_ORIGINS: {entry!r} is not an origin like https://host[:port]"
+            )
+        origins.add(origin)
+    return frozenset(origins)
+
+
+def _origin_part(url: str) -> str:
+    """`https://host:8443/some/path` -> `https://host:8443`."""
+    scheme, sep, rest = url.strip().partition("://")
+    return scheme + sep + rest.split("/", 1)[0] if sep else url
 
 
 class Settings(BaseSettings):
@@ -29,7 +54,21 @@ class Settings(BaseSettings):
 
     # --- who may connect ---
     access_token: SecretStr | None = None  # set: required on /v1/realtime and /api/*
-    allowed_origins: str = ""  # comma-separated; set: a browser's Origin must be one of them
+    staff_token: SecretStr | None = None  # the staff book's token (start-up warns when unset)
+    # Comma-separated origins a browser page may open the socket from and frame the pages from,
+    # besides the server's own; "*" lets any website in (deliberately).
+    allowed_origins: str = ""
+    public_base_url: str | None = None  # e.g. https://book.example.com: the server's own origin
+    trusted_proxies: str = ""  # comma-separated addresses/CIDRs whose X-Forwarded-* we believe
+
+    # --- per-client limits (0 = no limit) ---
+    max_calls_per_client: int = Field(5, ge=0)  # concurrent calls per client address, all processes
+    max_new_calls_per_min: int = Field(
+        20, ge=0
+    )  # calls started per address per minute, all processes
+    max_requests_per_min: int = Field(
+        120, ge=0
+    )  # /api/* requests per address per minute, per process
 
     # --- database ---
     database_url: str | None = None  # unset: start the embedded PostgreSQL under data_dir
@@ -64,7 +103,6 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0)  # SIGTERM: time for calls in flight to finish
 
     # --- phone calls (Twilio Media Streams) ---
-    public_base_url: str | None = None  # e.g. https://book.example.com; unset: from the request
     twilio_auth_token: SecretStr | None = None  # set: webhooks signed, media streams need a token
     twilio_api_base_url: str | None = None  # Twilio's REST API; tests point it at a local fake
     twilio_timeout_s: float = Field(10.0, gt=0)  # one request to Twilio's REST API
@@ -95,20 +133,50 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown phone region {value!r}")
         return value
 
-    @field_validator("public_base_url")
+    @field_validator("allowed_origins")
     @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
+    def _valid_origins(cls, value: str) -> str:
+        _parse_origins(value)
         return value
 
-    @cached_property
+    @field_validator("public_base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str | None) -> str | None:
+        if value is not None and clients.normalize_origin(_origin_part(value)) is None:
+            raise ValueError(f"PUBLIC_BASE_URL must be an http(s) URL, not {value!r}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        try:
+            clients.parse_networks(value)
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+        return value
+
+    # Derived values are plain properties over cached parsers, never cached_property: a
+    # model_copy(update=...) copies an instance's cached values and would keep stale ones.
+
+    @property
     def origins(self) -> frozenset[str]:
-        listed = (origin.strip().rstrip("/") for origin in self.allowed_origins.split(","))
-        return frozenset(origin for origin in listed if origin)
+        """ALLOWED_ORIGINS, normalised (`*` stays `*`)."""
+        return _parse_origins(self.allowed_origins)
+
+    @property
+    def any_origin(self) -> bool:
+        return "*" in self.origins
+
+    @property
+    def public_origin(self) -> str | None:
+        """PUBLIC_BASE_URL's scheme://host[:port], when set."""
+        if self.public_base_url is None:
+            return None
+        return clients.normalize_origin(_origin_part(self.public_base_url))
+
+    @property
+    def proxies(self) -> clients.Networks:
+        return clients.parse_networks(self.trusted_proxies)
 
     @cached_property
     def timezone(self) -> ZoneInfo:

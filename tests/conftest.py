@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from harness.databases import server_dsn, throwaway_database
 from server.app import create_app
+from server.clients import UVICORN_OPTIONS
 from server.database import Database, open_database
 from server.serving import uvicorn_ws_options
 from server.settings import Settings
@@ -42,6 +43,11 @@ def settings(test_dsn: str) -> Settings:
     return Settings(
         database_url=test_dsn,
         db_startup_wait_s=2.0,
+        # Every test talks from 127.0.0.1, many calls and requests a minute: the per-client
+        # limits are off here, and the tests of the limits set small ones.
+        max_calls_per_client=0,
+        max_new_calls_per_min=0,
+        max_requests_per_min=0,
         _env_file=None,  # type: ignore[call-arg]  # a developer's .env must not leak into tests
     )
 
@@ -102,7 +108,9 @@ async def serve_asgi(
     """Run an ASGI app under uvicorn, configured as `python -m server` is, on a loopback port."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, **uvicorn_ws_options())
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan=lifespan, **uvicorn_ws_options(), **UVICORN_OPTIONS
+    )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())

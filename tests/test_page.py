@@ -69,6 +69,17 @@ def chromium_args(wav: Path) -> list[str]:
     ]
 
 
+# Installed before the page's own scripts: every CSP violation the page causes, in words. The
+# server sends a strict policy with every page (server/http_guard.py), and Chromium also logs each
+# violation as a console error, which `open_caller` counts as a problem too.
+CSP_RECORDER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
+
+
 # --- fixtures ---------------------------------------------------------------------------------
 
 
@@ -157,6 +168,7 @@ async def open_caller(
     """A fresh browser context on the page; fails the test if the page logged any error."""
     context = await browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(TIMEOUT_MS)
+    await context.add_init_script(CSP_RECORDER)
     page = await context.new_page()
     who = Caller(page, server)
     page.on("pageerror", lambda error: who.problems.append(f"page error: {error}"))
@@ -169,9 +181,11 @@ async def open_caller(
     try:
         await who.open()
         yield who
+        blocked = await page.evaluate("() => window.cspViolations")
+        who.problems.extend(f"CSP violation: {violation}" for violation in blocked)
     finally:
         await context.close()
-    assert who.problems == [], "the page logged errors"
+    assert who.problems == [], "the page logged errors or broke its Content-Security-Policy"
 
 
 @pytest.fixture
@@ -290,14 +304,18 @@ async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model):
     assert counters["bytesSent"] == counters["framesSent"] * 960  # 20 ms of PCM16 at 24 kHz
     assert counters["micLevel"] > 0.02  # the meter's input is the WAV, not silence
     assert int(await page.get_attribute("#mic-meter", "aria-valuenow") or 0) > 0
-    # The model's own count grows by at least what the page had sent by then.
-    await caller.until(
+    # The model's own count grows by at least what the page had sent by then. Asked from a
+    # blank tab: the page's CSP rightly stops the page itself reaching the model's origin.
+    blank = await page.context.new_page()
+    await blank.wait_for_function(
         """async ([url, want]) => {
             const stats = await (await fetch(url, {cache: "no-store"})).json();
             return stats.audio_bytes_received >= want;
         }""",
-        [f"http://127.0.0.1:{model.port}/stats", before + counters["bytesSent"]],
+        arg=[f"http://127.0.0.1:{model.port}/stats", before + counters["bytesSent"]],
+        polling=50,
     )
+    await blank.close()
     assert (await model_stats(model))["audio_bytes_received"] - before >= counters["bytesSent"]
 
     # Muting sends silence: the model's VAD ends the turn and answers the spoken words.
@@ -388,3 +406,69 @@ async def test_a_dropped_call_is_explained_and_call_again_starts_a_new_one(
         await page.wait_for_selector("#connection[data-state=connected]")
         assert await page.is_hidden("#reconnect")
         assert await page.is_hidden("#alert")
+
+
+async def test_the_page_is_served_under_a_strict_policy_and_a_violation_would_be_caught(
+    browser, server: LiveServer, model
+):
+    """The policy is there, and breaking it is seen: by the listener and on the console, which
+    every other test here checks after a whole call."""
+    context = await browser.new_context()
+    await context.add_init_script(CSP_RECORDER)
+    page = await context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    try:
+        response = await page.goto(server.url + "/")
+        assert response is not None
+        headers = await response.all_headers()
+        policy = headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy
+        assert f"connect-src 'self' {server.ws_url};" in policy
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        await page.wait_for_function("() => window.voiceTest !== undefined")  # modules ran
+        assert await page.evaluate("() => window.cspViolations") == []
+
+        # What an injected script would do: run inline code, and reach another origin.
+        ran = await page.evaluate(
+            """() => {
+                const script = document.createElement("script");
+                script.textContent = "window.inlineRan = true";
+                document.head.append(script);
+                return window.inlineRan === true;
+            }"""
+        )
+        assert ran is False
+        await page.evaluate(f"() => {{ new WebSocket({model.ws_url!r}); }}")
+        await page.wait_for_function("() => window.cspViolations.length >= 2", polling=50)
+        blocked = await page.evaluate("() => window.cspViolations")
+        assert blocked[0] == "script-src-elem blocked inline"
+        assert blocked[1].startswith("connect-src blocked ws://127.0.0.1:")
+        assert any("Content Security Policy" in text for text in console)
+    finally:
+        await context.close()
+
+
+async def test_a_call_over_the_per_client_limit_is_explained(browser, settings, model):
+    capped = settings.model_copy(
+        update={
+            "openai_base_url": model.url,
+            "max_calls_per_client": 1,
+            "max_new_calls_per_min": 0,
+        }
+    )
+    async with (
+        serve_app(capped) as live,
+        open_caller(browser, live) as first,
+        open_caller(browser, live) as second,
+    ):
+        await first.start(muted=True)
+        await second.page.click("#call")
+        await second.page.wait_for_selector("#connection[data-state=dropped]")
+        close = (await second.counters())["close"]
+        assert (close["code"], close["reason"]) == (1013, "too many calls from this client")
+        await async_api.expect(second.page.locator("#alert")).to_contain_text(
+            "Too many calls are open from your network"
+        )
+        assert (await first.counters())["state"] == "connected"  # the first call goes on

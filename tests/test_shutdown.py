@@ -18,6 +18,7 @@ import orjson
 import pytest
 import websockets
 
+from harness.processes import NO_CLIENT_LIMITS
 from server import offline_model
 from server.settings import PROJECT_ROOT
 from tests.conftest import free_socket
@@ -90,6 +91,7 @@ async def running(settings, pool):
         database = await CuttableProxy.for_dsn(settings.database_url).start()
         env = {
             **os.environ,
+            **NO_CLIENT_LIMITS,
             "DATABASE_URL": database.dsn(),
             "OPENAI_API_KEY": KEY,
             "OPENAI_BASE_URL": model.url,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import websockets
 
+from harness.processes import NO_CLIENT_LIMITS
 from tests.conftest import free_socket
 from tests.test_relay import Caller
 from tests.test_shutdown import ServerProcess
@@ -36,6 +37,7 @@ async def two_workers(settings, pool):
     sock.close()
     env = {
         **os.environ,
+        **NO_CLIENT_LIMITS,
         "DATABASE_URL": settings.database_url or "",
         "PORT": str(port),
         "LOG_LEVEL": "info",

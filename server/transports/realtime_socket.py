@@ -16,11 +16,10 @@ import orjson
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server import access
+from server.admission import Admission, Refusal
 from server.call.core import CallSpec
 from server.call.switchboard import Refused, Switchboard
-from server.realtime import protocol as p
-from server.realtime.session import CLOSE_POLICY, Action, ToClient
+from server.realtime.session import Action, ToClient
 from server.settings import Settings
 
 log = logging.getLogger("server.realtime")
@@ -70,45 +69,41 @@ class RealtimeSocket:
 
 
 class RealtimeEndpoint:
-    """The ASGI app of `/v1/realtime`: who may call, then one call on the switchboard."""
+    """The ASGI app of `/v1/realtime`: who may call (`Admission`), then one call on the board."""
 
-    def __init__(self, board: Switchboard, settings: Settings, session_update: Any):
+    def __init__(
+        self, board: Switchboard, settings: Settings, session_update: Any, admission: Admission
+    ):
         self.board = board
         self.settings = settings
         self.session_update = session_update  # () -> the server's session.update for a call
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
         transport = RealtimeSocket(websocket, receive, send)
-        peer = _peer(websocket)
-        try:
-            self._check(websocket)
-            self.board.check_capacity()
-        except Refused as refusal:
-            log.warning("refused a call from %s: %s", peer, refusal.reason)
-            await transport.close(refusal.code, refusal.reason, refusal.error)
-            return
-        spec = CallSpec(
-            sid=self.board.new_sid(),
-            channel=transport.channel,
-            session_update=self.session_update(),
-            connect_model=self.board.connect_model,
-            peer=peer,
-        )
-        await self.board.run(spec, transport)
+        async with self.admission.admit(websocket, also=self._capacity) as refusal:
+            if refusal is not None:  # logged by admission, with the client and its Origin
+                await transport.close(refusal.code, refusal.reason, refusal.error)
+                return
+            spec = CallSpec(
+                sid=self.board.new_sid(),
+                channel=transport.channel,
+                session_update=self.session_update(),
+                connect_model=self.board.connect_model,
+                peer=_peer(websocket),
+            )
+            # No await since the capacity check: the call is on the board before another
+            # call can be admitted.
+            await self.board.run(spec, transport)
 
-    def _check(self, websocket: WebSocket) -> None:
-        settings = self.settings
-        origin = websocket.headers.get("origin")
-        if not access.origin_ok(origin, settings):
-            error = p.error_event("origin_not_allowed", "This page's origin may not connect.")
-            log.warning("a page from origin %r may not connect", origin)
-            raise Refused(CLOSE_POLICY, error, "origin not allowed")
-        token = access.socket_token(websocket.headers, websocket.query_params)
-        if not access.token_ok(token, settings):
-            error = p.error_event("unauthorized", "A valid access token is required.")
-            raise Refused(CLOSE_POLICY, error, "missing or invalid access token")
+    def _capacity(self) -> Refusal | None:
+        try:
+            self.board.check_capacity()
+        except Refused as refused:
+            return Refusal(refused.code, refused.error, refused.reason)
+        return None
 
 
 def _peer(websocket: WebSocket) -> str:

@@ -31,6 +31,8 @@ const REASON_TEXT = [
   [1008, /token/i, "This page needs a valid access link (with ?token=…) to call. Ask for a new link."],
   [1008, /origin/i, "Calls are not accepted from this web address."],
   [1008, /too many events/i, "The page sent more than the server accepts and the call was closed."],
+  [1013, /too many calls from/i, "Too many calls are open from your network right now. End one, then call again."],
+  [1013, /too many new calls/i, "Too many calls were started from your network in the last minute. Please wait a minute, then call again."],
 ];
 
 /** A sentence for a close code, made specific by the server's reason when it gave one. */
