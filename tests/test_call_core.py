@@ -230,3 +230,60 @@ def test_fake_transport_satisfies_the_protocol():
     transport: Transport = FakeTransport()
     actions: list[Action] = transport.deliver("x")
     assert actions == [ToClient("x")]
+
+
+class Recorder:
+    """A `CallObserver` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.notes: list[tuple[str, dict[str, Any]]] = []
+        self.ended: list[tuple[str, str]] = []
+
+    def call_started(self, call: Call) -> None:
+        self.started.append(call.spec.sid)
+
+    def call_noted(self, call: Call, note: Any) -> None:
+        self.notes.append((note.kind, note.data))
+
+    def call_ended(self, call: Call) -> None:
+        self.ended.append((call.spec.sid, call.end_reason))
+
+
+async def test_observers_hear_turns_tools_latency_and_the_end(settings):
+    transport = FakeTransport()
+    model = FakeModel()
+    tool = ToolReply(page_event={"type": "reservation.found", "event_id": "e1"})
+    recorder = Recorder()
+    call = make_call(settings, transport, [model], tool.run)
+    call.observers = (recorder,)
+    running = asyncio.create_task(call.run())
+    transport.feed(
+        event(
+            "conversation.item.create",
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        )
+    )
+    model.feed(event("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u1"))
+    model.feed(delta(0))
+    model.feed(event("response.output_audio_transcript.done", transcript="Hello, Luma Bistro."))
+    for text in function_call():
+        model.feed(text)
+    usage = {"total_tokens": 30, "input_tokens": 20, "output_tokens": 10}
+    model.feed(event("response.done", response={"id": "r1", "status": "completed", "usage": usage}))
+    await asyncio.wait_for(model.wait_sent("response.create"), TIMEOUT)
+    await transport.leave()
+    await asyncio.wait_for(running, TIMEOUT)
+    kinds = [kind for kind, _ in recorder.notes]
+    assert recorder.started == ["t1"] and recorder.ended == [("t1", "caller left")]
+    assert ("turn", {"role": "caller", "text": "hi"}) in recorder.notes
+    assert ("turn", {"role": "host", "text": "Hello, Luma Bistro."}) in recorder.notes
+    assert kinds.count("reply_latency") == 1 and kinds.count("first_audio") == 1
+    assert ("usage", usage) in recorder.notes
+    [tool_note] = [data for kind, data in recorder.notes if kind == "tool"]
+    assert tool_note["name"] == "lookup_reservation" and tool_note["ok"] is True
+    assert tool_note["page_event"]["type"] == "reservation.found"

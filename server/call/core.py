@@ -33,6 +33,7 @@ from server.realtime.session import (
     CLOSE_POLICY,
     Action,
     Close,
+    Note,
     RelaySession,
     RunTool,
     ToClient,
@@ -89,6 +90,16 @@ class ToolOutcome(Protocol):
     def output_json(self) -> str: ...
 
 
+class CallObserver(Protocol):
+    """Told what happens on every call (call records, metrics). Must not block or raise."""
+
+    def call_started(self, call: Call) -> None: ...
+
+    def call_noted(self, call: Call, note: Note) -> None: ...
+
+    def call_ended(self, call: Call) -> None: ...
+
+
 ConnectFn = Callable[[], Awaitable[ModelConnection]]
 RunToolFn = Callable[[str, str, "CallSpec"], Awaitable[ToolOutcome]]  # name, arguments, call
 
@@ -127,9 +138,16 @@ class Call:
     """One call's model connection, tool tasks, watchdogs and end; see the module docstring."""
 
     def __init__(
-        self, spec: CallSpec, transport: Transport, *, settings: Settings, run_tool: RunToolFn
+        self,
+        spec: CallSpec,
+        transport: Transport,
+        *,
+        settings: Settings,
+        run_tool: RunToolFn,
+        observers: tuple[CallObserver, ...] = (),
     ):
         self.spec = spec
+        self.observers = observers
         self.transport = transport
         self.settings = settings
         self.run_tool = run_tool
@@ -147,6 +165,8 @@ class Call:
         self.background: set[asyncio.Future[None]] = set()  # writes started by a replacement
         self.quiet = asyncio.Event()  # set whenever the session may have become quiet
         self.started = self.last_caller_event = time.monotonic()
+        self.started_at = time.time()  # wall clock, for records
+        self.ended_at: float | None = None
         self.end: EndCall | None = None
         self.stopping: asyncio.Future[EndCall] = asyncio.get_running_loop().create_future()
         self.context = contextvars.copy_context()
@@ -158,23 +178,43 @@ class Call:
 
     # -- the life of a call ----------------------------------------------------------------------
 
+    @property
+    def end_reason(self) -> str:
+        return self.end.reason if self.end is not None else "caller left"
+
+    def _report(self) -> None:
+        """Hand the session's notes to the observers (records, metrics)."""
+        for note in self.session.take_notes():
+            for observer in self.observers:
+                observer.call_noted(self, note)
+
     async def run(self) -> None:
         """Open the model, carry the call until either side ends it, then clean up everything."""
         self.context = contextvars.copy_context()  # tool tasks log under the call's session id
         log.info("%s call started from %s", self.spec.channel, self.spec.peer)
+        for observer in self.observers:
+            observer.call_started(self)
+        try:
+            await self._run()
+        finally:
+            self.ended_at = time.time()
+            self._report()
+            for observer in self.observers:
+                observer.call_ended(self)
+
+    async def _run(self) -> None:
         try:
             self.model = await self.spec.connect_model()
         except ModelUnavailable as exc:
             log.warning("model unavailable: %s", exc.message)
-            await self.transport.close(
-                CLOSE_INTERNAL, exc.code, server_error(exc.code, exc.message)
-            )
+            self.end = EndCall(CLOSE_INTERNAL, exc.code, server_error(exc.code, exc.message))
+            await self.transport.close(self.end.code, exc.code, self.end.error)
             return
         self.model_since = time.monotonic()
         self.transport.attach(self)
         tasks: list[asyncio.Future[Any]] = []
         try:
-            await self.apply(self.session.start())
+            await self.apply(self.session.start(self.started))
             if self.spec.greet:
                 await self.apply([ToModel(orjson.dumps({"type": p.RESPONSE_CREATE}).decode())])
             tasks = [
@@ -264,6 +304,8 @@ class Call:
                 await self.apply(session.client_text(message, now))
             else:
                 await self.apply(session.client_binary())
+            if session.notes:
+                self._report()
 
     async def read_model(self) -> None:
         """The model's events; a dropped model is replaced and the call goes on."""
@@ -288,6 +330,8 @@ class Call:
             if model is not self.model:
                 continue  # the tail of a replaced session is dropped
             await self.apply(session.model_text(text, time.monotonic()))
+            if session.notes:
+                self._report()
             if session.quiet:
                 self.quiet.set()
 
@@ -378,6 +422,7 @@ class Call:
                         break
                     continue
                 actions = self.session.replay(reason)
+                self._report()
                 try:
                     for action in actions:
                         if type(action) is ToModel:
@@ -475,6 +520,7 @@ class Call:
         actions = self.session.tool_finished(
             call.call_id, result.output_json(), result.page_event, result.duration_ms, ok
         )
+        self._report()
         try:
             async with asyncio.timeout(self.settings.tool_timeout_s):
                 await self.apply(actions)

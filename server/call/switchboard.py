@@ -18,6 +18,7 @@ from typing import Any
 from server.call.core import (
     CLOSE_RESTART,
     Call,
+    CallObserver,
     CallSpec,
     EndCall,
     RunToolFn,
@@ -49,6 +50,7 @@ class Switchboard:
         self.settings = settings
         self.run_tool: RunToolFn = run_tool or _not_started
         self.model: Any = None  # the process's `ModelClient`, set at start-up
+        self.observers: list[CallObserver] = []  # call records, metrics
         self.calls: set[Call] = set()
         self.reserved = 0  # lines promised to calls still opening
         self.draining = False
@@ -87,7 +89,13 @@ class Switchboard:
 
     async def run(self, spec: CallSpec, transport: Transport) -> Call:
         """Run one call to its end; every task of it is done when this returns."""
-        call = Call(spec, transport, settings=self.settings, run_tool=self.run_tool)
+        call = Call(
+            spec,
+            transport,
+            settings=self.settings,
+            run_tool=self.run_tool,
+            observers=tuple(self.observers),
+        )
         self.calls.add(call)
         self._no_calls.clear()
         token = session_id.set(spec.sid)

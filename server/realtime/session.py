@@ -47,6 +47,20 @@ class Close:
 
 Action = ToModel | ToClient | RunTool | Close
 
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something worth reporting (records, metrics), not sent anywhere.
+
+    Kinds: `turn` (role "caller" or "host", text), `tool` (name, arguments, output, ok, ms,
+    page_event), `reply_latency` (ms), `first_audio` (ms since the call started), `usage` (a
+    response's token usage), `refused` (code), `model_reconnected` (reason).
+    """
+
+    kind: str
+    data: dict[str, Any]
+
+
 # --- the small parts of the protocol that are ours to police ---------------------------------
 
 CLOSE_POLICY = 1008
@@ -87,6 +101,7 @@ _ACTED_ON = frozenset(
         p.INPUT_TRANSCRIPTION_COMPLETED,
     }
 )
+_SPEAKERS = {"user": "caller", "assistant": "host"}  # history roles as a transcript names them
 HISTORY_ITEMS = 40  # conversation kept for replay to a fresh model session
 HISTORY_TEXT_CHARS = 2000
 RATE_LIMIT_CLOSE_AFTER = 500  # refused events before a flooding client is disconnected
@@ -228,11 +243,19 @@ class RelaySession:
         self._create_event_id: str | None = None  # our response.create awaiting response.created
         self._speech_stopped_at: float | None = None
         self._oversized = 0
+        self._started_at: float | None = None
+        self._first_audio = False
+        self.notes: list[Note] = []  # reported since the caller last took them (`take_notes`)
+
+    def take_notes(self) -> list[Note]:
+        notes, self.notes = self.notes, []
+        return notes
 
     # -- start --------------------------------------------------------------------------------
 
-    def start(self) -> list[Action]:
+    def start(self, now: float | None = None) -> list[Action]:
         """The server's own session.update, sent before any client event is forwarded."""
+        self._started_at = now
         return [ToModel(orjson.dumps(self.session_update).decode())]
 
     # -- client -> model ----------------------------------------------------------------------
@@ -273,6 +296,7 @@ class RelaySession:
     def _rate_limited(self, now: float) -> list[Action]:
         self._rate_refused += 1
         self.stats.refused += 1
+        self.notes.append(Note("refused", {"code": "rate_limited"}))
         if self._rate_refused >= RATE_LIMIT_CLOSE_AFTER:
             return [Close(CLOSE_POLICY, "too many events")]
         if now - self._rate_warned_at < 1.0:
@@ -289,6 +313,8 @@ class RelaySession:
         if text:
             self.history.append((role, text[:HISTORY_TEXT_CHARS]))
             del self.history[:-HISTORY_ITEMS]
+            if role in _SPEAKERS:
+                self.notes.append(Note("turn", {"role": _SPEAKERS[role], "text": text}))
 
     def client_binary(self) -> list[Action]:
         refusal = Refused("binary_not_supported", "Send events as JSON text frames.")
@@ -308,6 +334,7 @@ class RelaySession:
 
     def _refuse(self, refusal: Refused, client_event_id: str | None) -> list[Action]:
         self.stats.refused += 1
+        self.notes.append(Note("refused", {"code": refusal.code}))
         event = p.error_event(
             refusal.code, refusal.message, client_event_id=client_event_id, param=refusal.param
         )
@@ -347,9 +374,7 @@ class RelaySession:
     def model_text(self, text: str, now: float) -> list[Action]:
         kind = peek_type(text)
         if kind == p.OUTPUT_AUDIO_DELTA:
-            self.stats.audio_frames_out += 1
-            if self._speech_stopped_at is not None:
-                self._record_latency(now)
+            self._audio_out(now)
             return [ToClient(text)]
         if kind is not None and kind not in _ACTED_ON:
             return [ToClient(text)]
@@ -363,16 +388,27 @@ class RelaySession:
 
     def _record_latency(self, now: float) -> None:
         assert self._speech_stopped_at is not None
-        self.stats.reply_latencies_ms.append(round((now - self._speech_stopped_at) * 1000, 1))
+        latency = round((now - self._speech_stopped_at) * 1000, 1)
+        self.stats.reply_latencies_ms.append(latency)
         del self.stats.reply_latencies_ms[:-_KEEP]
         self._speech_stopped_at = None
+        self.notes.append(Note("reply_latency", {"ms": latency}))
+
+    def _audio_out(self, now: float) -> None:
+        """Counted for every assistant audio delta (the hot path: keep it small)."""
+        self.stats.audio_frames_out += 1
+        if self._speech_stopped_at is not None:
+            self._record_latency(now)
+        if not self._first_audio:
+            self._first_audio = True
+            if self._started_at is not None:
+                ms = round((now - self._started_at) * 1000, 1)
+                self.notes.append(Note("first_audio", {"ms": ms}))
 
     def _model_event(self, event: dict[str, Any], now: float) -> list[Action]:
         kind = event.get("type")
         if kind == p.OUTPUT_AUDIO_DELTA:  # reached here only when "type" was not the first key
-            self.stats.audio_frames_out += 1
-            if self._speech_stopped_at is not None:
-                self._record_latency(now)
+            self._audio_out(now)
         elif kind == p.SPEECH_STOPPED:
             self._speech_stopped_at = now
         elif kind == p.RESPONSE_CREATED:
@@ -437,6 +473,8 @@ class RelaySession:
             self._active_response = None
         self.stats.responses += 1
         self.stats.add_usage(response.get("usage"))
+        if isinstance(response.get("usage"), dict):
+            self.notes.append(Note("usage", response["usage"]))
         actions = self._follow_up()
         actions.append(ToClient(orjson.dumps(self.stats_event()).decode()))
         return actions
@@ -458,6 +496,19 @@ class RelaySession:
         del self.stats.tool_calls[:-_KEEP]
         self._remember(
             "system", f"The {name} tool was called with {arguments} and returned {output_json}"
+        )
+        self.notes.append(
+            Note(
+                "tool",
+                {
+                    "name": name,
+                    "arguments": arguments,
+                    "output": output_json,
+                    "ok": ok,
+                    "ms": duration_ms,
+                    "page_event": page_event,
+                },
+            )
         )
         if call_id in self._orphaned:
             # The model session that asked is gone; tell the new one in words instead.
@@ -529,6 +580,7 @@ class RelaySession:
         self._create_event_id = None
         self._speech_stopped_at = None
         self._orphaned |= self._seen_calls - self._outputs_sent
+        self.notes.append(Note("model_reconnected", {"reason": reason}))
         actions: list[Action] = [ToModel(orjson.dumps(self.session_update).decode())]
         if self._client_session_update is not None:
             actions.append(ToModel(orjson.dumps(self._client_session_update).decode()))
