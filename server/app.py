@@ -30,6 +30,9 @@ from server.database import open_database
 from server.http_guard import HttpGuard
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
+from server.records import api as records_api
+from server.records.metrics import Metrics
+from server.records.recorder import Recorder
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     registry = default_registry()
     switchboard = Switchboard(settings)
     admission = Admission(settings)
+    metrics = Metrics(settings) if settings.metrics else None
     realtime_endpoint = RealtimeEndpoint(
         switchboard,
         settings,
@@ -76,6 +80,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.pool = database.pool
             await admission.start(database.pool)
             stack.push_async_callback(admission.close)
+            observers = switchboard.observers
+            if metrics is not None:
+                observers.append(metrics)
+            if settings.call_records:
+                recorder = Recorder(settings, metrics.database_error if metrics else None)
+                await recorder.start(database.pool)
+                stack.push_async_callback(recorder.close)  # before the pool closes: last flush
+                observers.append(recorder)
+                app.state.recorder = recorder
 
             context = ToolContext(pool=database.pool, settings=settings)
 
@@ -99,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *api.routes,
+            *records_api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard), methods=["POST"]),
@@ -117,6 +131,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.switchboard = switchboard
     app.state.admission = admission
+    app.state.metrics = metrics
+    app.state.recorder = None
     return app
 
 
@@ -164,6 +180,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    if request.app.state.metrics is not None:
+        request.app.state.metrics.database_error("rest")
     response = api.error_response(
         503, "database_unavailable", "the reservation database is unavailable; try again shortly"
     )

@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -116,6 +117,9 @@ class CallSpec:
     peer: str = "?"  # the caller's address, for logs
     greet: bool = False  # the host speaks first (phones), without waiting for the caller
     extra: dict[str, Any] = field(default_factory=dict)
+    # Unique across processes and hosts (the sid is per process): the call's records row, and
+    # the id the bookings' history links to.
+    record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class EndCall(Exception):
