@@ -57,7 +57,7 @@ def phone(n: int) -> str:
 async def call(server: LiveServer, *, browser: bool) -> AsyncIterator[Caller]:
     headers = {"Origin": server.url} if browser else {}
     async with websockets.connect(
-        f"{server.ws_url}/v1/realtime", additional_headers=headers, max_size=None
+        f"{server.ws_url}/v1/realtime", additional_headers=headers, max_size=None, max_queue=None
     ) as ws:
         caller = Caller(ws)
         await caller.until("session.updated")
