@@ -1,21 +1,25 @@
-"""`python -m bench [all|relay|store|tools|integrity] [--calls 1,10,50] [--seconds 10] ...`.
+"""`python -m bench [all|relay|store|tools|integrity|records] [--calls 1,10,50] [--seconds 10] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), tools (function-call round trip), integrity
-(two server processes booking at once: nothing lost, nothing doubled). `--calls`,
+(two server processes booking at once: nothing lost, nothing doubled), records (server CPU per
+call-second at 100 calls with call records and metrics on, against off). `--calls`,
 `--seconds` and `--codec` shape the relay run; `--tool-calls` the tools run. Never part of
 `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
 import argparse
 
-from bench import integrity, relay, store, tools_bench
+from bench import integrity, records_bench, relay, store, tools_bench
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "suite", nargs="?", default="all", choices=["all", "relay", "store", "tools", "integrity"]
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["all", "relay", "store", "tools", "integrity", "records"],
     )
     relay.add_arguments(parser)
     parser.add_argument(
@@ -33,6 +37,8 @@ def main() -> None:
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):
         integrity.main()
+    if args.suite in ("all", "records"):
+        records_bench.run(100, args.seconds, 3)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,12 @@ async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int
 
 
 async def start_server(
-    dsn: str, model_port: int, *, max_sessions: int = 1000, wrap: list[str] | None = None
+    dsn: str,
+    model_port: int,
+    *,
+    max_sessions: int = 1000,
+    wrap: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, int]:
     """`python -m server` against the local model; waits for /healthz. Returns process, port."""
     port = free_port()
@@ -129,6 +134,7 @@ async def start_server(
         LOG_LEVEL="warning",
         HOST="127.0.0.1",
         PORT=str(port),
+        **(extra_env or {}),
     )
     process = await asyncio.create_subprocess_exec(
         *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
