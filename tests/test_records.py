@@ -340,3 +340,44 @@ async def test_a_database_outage_costs_records_not_calls_and_they_are_written_la
         "SELECT status FROM calls WHERE id = $1", uuid.UUID(fake.spec.record_id)
     )
     assert status == "ended"
+
+
+async def test_a_phone_call_is_recorded_with_the_callers_number_in_full(settings, database, pool):
+    from tests.twilio_fakes import ScriptedModel, twilio_stream
+
+    caller_number = "+6598207273"
+    marker = f"phone check {uuid.uuid4().hex[:8]}"
+    async with ScriptedModel().running() as scripted:
+        update = {"openai_base_url": scripted.url, "twilio_auth_token": None}
+        async with serve_app(settings.model_copy(update=update)) as live:
+            async with twilio_stream(live.ws_url) as twilio:
+                await twilio.start("CA0100", {"caller": caller_number})
+                model = await scripted.session()
+                await model.until("response.create")  # the greeting is asked for
+                await model.say("response.created", response={"id": "r1"})
+                await model.say(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id="i1",
+                    content_index=0,
+                    transcript=marker,
+                )
+                await model.say(
+                    "response.function_call_arguments.done",
+                    response_id="r1",
+                    call_id="c1",
+                    name="lookup_reservation",
+                    arguments=f'{{"phone_number": "{caller_number}", "name": "Ada"}}',
+                )
+                await model.say("response.done", response={"id": "r1", "status": "completed"})
+                await model.until("conversation.item.create")  # the tool's output
+                await twilio.stop()
+                await asyncio.wait_for(model.closed.wait(), TIMEOUT)
+            row = await row_mentioning(pool, marker)
+    assert (row["channel"], row["caller"], row["end_reason"]) == (
+        "phone",
+        caller_number,
+        "caller left",  # the media stream's "stop" ends the call as a caller who left
+    )
+    assert row["outcome"] == "looked_up"
+    assert [e["role"] for e in row["transcript"]] == ["caller", "tool"]
+    assert row["tool_calls"][0]["name"] == "lookup_reservation"
