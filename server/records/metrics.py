@@ -13,6 +13,7 @@ increments, and nothing here is touched per audio frame.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -44,6 +45,8 @@ TOOL_ACTIONS = {
     "check_availability": "availability",
 }
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+log = logging.getLogger("server.records")
 
 
 class Metrics:
@@ -134,30 +137,43 @@ class Metrics:
 
     # -- the observer ------------------------------------------------------------------------
 
+    # Observers must never raise into the call: a surprise is logged and the call goes on.
+
     def call_started(self, call: Call) -> None:
-        self._outcomes[call.spec.record_id] = "none"
-        self.calls_active.labels(call.spec.channel).inc()
+        try:
+            self._outcomes[call.spec.record_id] = "none"
+            self.calls_active.labels(call.spec.channel).inc()
+        except Exception:
+            log.exception("metrics: call start not counted")
 
     def call_noted(self, call: Call, note: Note) -> None:
-        kind, data = note.kind, note.data
+        try:
+            self._note(call, note.kind, note.data)
+        except Exception:
+            log.exception("metrics: %s note not counted", note.kind)
+
+    def _note(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         if kind == "reply_latency":
-            self.reply_latency.labels(call.spec.channel).observe(data["ms"] / 1000)
+            self.reply_latency.labels(call.spec.channel).observe(float(data["ms"]) / 1000)
         elif kind == "tool":
             self._tool(call, data)
         elif kind == "usage":
             self._usage(call, data)
         elif kind == "first_audio":
-            self.first_audio.labels(call.spec.channel).observe(data["ms"] / 1000)
+            self.first_audio.labels(call.spec.channel).observe(float(data["ms"]) / 1000)
         elif kind == "refused":
             self.refused.labels(str(data.get("code"))).inc()
         elif kind == "model_reconnected":
             self.reconnects.labels(str(data.get("reason"))).inc()
 
     def call_ended(self, call: Call) -> None:
-        outcome = self._outcomes.pop(call.spec.record_id, "none")
-        channel = call.spec.channel
-        self.calls_active.labels(channel).dec()
-        self.calls_ended.labels(channel, call.end_reason, outcome).inc()
+        try:
+            outcome = self._outcomes.pop(call.spec.record_id, "none")
+            channel = call.spec.channel
+            self.calls_active.labels(channel).dec()
+            self.calls_ended.labels(channel, call.end_reason, outcome).inc()
+        except Exception:
+            log.exception("metrics: call end not counted")
 
     def _tool(self, call: Call, data: dict[str, Any]) -> None:
         name = str(data.get("name"))

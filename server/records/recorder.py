@@ -64,6 +64,8 @@ class Recorder:
 
     # -- the observer: memory only -----------------------------------------------------------
 
+    # Observers must never raise into the call: a surprise is logged and the call goes on.
+
     def call_started(self, call: Call) -> None:
         spec = call.spec
         self.logs[spec.record_id] = CallLog(
@@ -78,7 +80,10 @@ class Recorder:
     def call_noted(self, call: Call, note: Note) -> None:
         entry = self.logs.get(call.spec.record_id)
         if entry is not None:
-            entry.note(note, time.time())
+            try:
+                entry.note(note, time.time())
+            except Exception:
+                log.exception("call record: %s note not kept", note.kind)
 
     def call_ended(self, call: Call) -> None:
         entry = self.logs.get(call.spec.record_id)
@@ -116,9 +121,12 @@ class Recorder:
                     await self._wake.wait()
                 await asyncio.sleep(END_FLUSH_DELAY_S)  # let calls ending together batch up
             self._wake.clear()
-            await self.flush()
-            if time.monotonic() - self._last_sweep >= SWEEP_EVERY_S:
-                await self.sweep()
+            try:
+                await self.flush()
+                if time.monotonic() - self._last_sweep >= SWEEP_EVERY_S:
+                    await self.sweep()
+            except Exception:  # a bug must not stop every later write
+                log.exception("call records: flush failed")
 
     async def flush(self) -> bool:
         """Write every changed log and touch the others; True when the database took it all."""
