@@ -59,7 +59,12 @@ async def running(env: dict[str, str], args: list[str] | None = None, ready: int
         await server.start(ready_lines=ready)
         yield server
     finally:
-        await server.stop()
+        # SIGTERM first: a supervisor stops its workers, which hold the log pipe open too
+        if server.proc.returncode is None:
+            server.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.proc.wait(), 40)
+        await asyncio.wait_for(server.stop(), 20)
 
 
 @contextlib.asynccontextmanager
@@ -185,6 +190,33 @@ async def test_two_workers_write_every_call_and_their_metrics_add_up(settings, p
                 assert booked == len(numbers)
                 assert sample(text, "voice_calls_active") == 0
             assert (await http.get("/metrics")).status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await server.proc.wait() == 0
+
+
+async def test_a_killed_workers_calls_stop_counting_as_active(settings, pool):
+    env, port = server_env(settings)
+    async with running(env, ["--workers", "2"], ready=2) as server:
+        number = phone()
+        async with call(port) as caller:
+            await caller.say(LOOKUP.format(phone=number))
+            await caller.until("reservation.not_found")
+            await row_for(pool, number, status="live")  # its first flush is done
+            started = next(e for e in server.lines if "call started" in e["msg"])
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+                text = (await http.get("/metrics")).text
+            assert sample(text, "voice_calls_active", channel="sdk") == 1
+            os.kill(started["pid"], signal.SIGKILL)
+            await server.wait_for_log(f"worker {started['pid']} exited")
+        await server.wait_for_log("Application startup complete", count=3)  # its replacement
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            for _ in range(4):  # whichever worker answers
+                text = (await http.get("/metrics")).text
+                assert sample(text, "voice_calls_active") == 0
+        # the killed worker's row is still live; it is the next start's to mark
+        row = await row_for(pool, number)
+        assert row["status"] == "live"
         server.proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await server.proc.wait() == 0
