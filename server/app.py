@@ -21,8 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server import api
+from server import api, staff_api
 from server.database import open_database
+from server.live_feed import LiveFeed
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.realtime.model_client import ModelClient
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             stack.push_async_callback(database.close)
             app.state.database = database
             app.state.pool = database.pool
+            live_feed = LiveFeed(database.dsn, database.pool, settings)
+            await live_feed.start()
+            stack.push_async_callback(live_feed.close)
+            app.state.live_feed = live_feed
 
             context = ToolContext(pool=database.pool, settings=settings)
 
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", relay),

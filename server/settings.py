@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     # --- who may connect ---
     access_token: SecretStr | None = None  # set: required on /v1/realtime and /api/*
     allowed_origins: str = ""  # comma-separated; set: a browser's Origin must be one of them
+    staff_token: SecretStr | None = None  # set: the staff routes need it; unset: loopback only
 
     # --- database ---
     database_url: str | None = None  # unset: start the embedded PostgreSQL under data_dir
@@ -40,6 +41,10 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(5.0, gt=0)
     db_startup_wait_s: float = Field(5.0, ge=0)  # retry window before start-up gives up
     db_statement_cache_size: int = Field(100, ge=0)  # 0 behind PgBouncer transaction pooling < 1.21
+    # the live feed's LISTEN connection: checked this often, reconnected after this much backoff
+    db_listen_check_s: float = Field(5.0, gt=0)
+    db_listen_retry_max_s: float = Field(5.0, gt=0)
+    staff_feed_keepalive_s: float = Field(15.0, gt=0)  # an SSE comment this often keeps it open
 
     # --- restaurant rules ---
     restaurant_name: str = "Luma Bistro"

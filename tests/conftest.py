@@ -58,7 +58,7 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 @pytest.fixture
 async def pool(database: Database) -> asyncpg.Pool:
     """The session pool, on an empty reservations table."""
-    await database.pool.execute("TRUNCATE reservations")
+    await database.pool.execute("TRUNCATE reservations, reservation_history")
     return database.pool
 
 

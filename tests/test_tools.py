@@ -42,7 +42,13 @@ async def run(ctx, name, args, deadline_s=5.0):
 
 def test_schemas_are_function_tools_with_required_fields():
     schemas = {s["name"]: s for s in REGISTRY.schemas()}
-    assert set(schemas) == {"check_availability", "make_reservation", "lookup_reservation"}
+    assert set(schemas) == {
+        "check_availability",
+        "make_reservation",
+        "lookup_reservation",
+        "change_reservation",
+        "cancel_reservation",
+    }
     for schema in schemas.values():
         assert schema["type"] == "function"
         assert schema["parameters"]["type"] == "object"
