@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -34,8 +35,27 @@ PAGE = 500  # rows read per query while catching up
 
 @dataclass(eq=False)
 class Subscription:
-    queue: asyncio.Queue[HistoryEntry] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    overflowed: bool = False  # fell behind: the stream ends, the client resumes from the table
+    """One listener's queue; None in it, or `ended`, means its stream should end now."""
+
+    queue: asyncio.Queue[HistoryEntry | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
+    ended: bool = False  # fell behind, or the server is stopping: the client resumes later
+
+    def end(self) -> None:
+        self.ended = True
+        with contextlib.suppress(asyncio.QueueFull):  # full: the reader finds `ended` soon
+            self.queue.put_nowait(None)
+
+
+_feeds: weakref.WeakSet[LiveFeed] = weakref.WeakSet()
+
+
+def end_all_streams() -> None:
+    """End every live-feed stream of this process, so a shutdown need not wait for them
+    (uvicorn waits for open responses). Clients reconnect and resume where they were."""
+    for feed in list(_feeds):
+        feed.end_streams()
 
 
 class LiveFeed:
@@ -50,6 +70,7 @@ class LiveFeed:
         self._tasks: list[asyncio.Task[None]] = []
         self.last_seq: int | None = None  # the newest row published; None until first read
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
+        _feeds.add(self)
 
     async def start(self) -> None:
         with contextlib.suppress(DatabaseUnavailable):
@@ -60,6 +81,7 @@ class LiveFeed:
         ]
 
     async def close(self) -> None:
+        self.end_streams()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -73,14 +95,18 @@ class LiveFeed:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
+    def end_streams(self) -> None:
+        for subscription in list(self._subscribers):
+            subscription.end()
+
     def _publish(self, entry: HistoryEntry) -> None:
         for subscription in self._subscribers:
-            if subscription.overflowed:
+            if subscription.ended:
                 continue
             try:
                 subscription.queue.put_nowait(entry)
             except asyncio.QueueFull:
-                subscription.overflowed = True
+                subscription.ended = True
 
     # --- the LISTEN connection ----------------------------------------------------------------
 

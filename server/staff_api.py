@@ -90,9 +90,7 @@ async def list_reservations(request: Request) -> Response:
         )
     except reservations.InvalidCursor as exc:
         raise ApiError(422, "invalid_cursor", str(exc), {"cursor": str(exc)}) from None
-    return JSONResponse(
-        {"items": [item.to_json() for item in items], "next_cursor": next_cursor}
-    )
+    return JSONResponse({"items": [item.to_json() for item in items], "next_cursor": next_cursor})
 
 
 async def reservation_history(request: Request) -> Response:
@@ -172,7 +170,8 @@ async def reservation_events(request: Request) -> Response:
     except BaseException:
         feed.unsubscribe(subscription)
         raise
-    first = _event("ready", sent, {"resumed": resume_from is not None})
+    today = settings.today().isoformat()
+    first = _event("ready", sent, {"resumed": resume_from is not None, "today": today})
     stream = _stream(request, settings, subscription, first, backlog, sent)
     return StreamingResponse(
         stream,
@@ -205,7 +204,7 @@ async def _stream(
                 backlog = await reservations.changes_after(pool, sent, FEED_PAGE)
             except reservations.DatabaseUnavailable:
                 return  # the client reconnects with its Last-Event-ID
-        while not subscription.overflowed:
+        while not subscription.ended:
             try:
                 entry = await asyncio.wait_for(
                     subscription.queue.get(), settings.staff_feed_keepalive_s
@@ -213,6 +212,8 @@ async def _stream(
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
+            if entry is None:
+                break
             if entry.seq > sent:
                 yield _change_event(entry)
                 sent = entry.seq
@@ -223,9 +224,7 @@ async def _stream(
 routes = [
     Route("/api/reservations", list_reservations, methods=["GET"]),
     Route("/api/reservations/events", reservation_events, methods=["GET"]),
-    Route(
-        "/api/reservations/{phone_number:anytext}/history", reservation_history, methods=["GET"]
-    ),
+    Route("/api/reservations/{phone_number:anytext}/history", reservation_history, methods=["GET"]),
     Route("/api/reservations/{phone_number:anytext}", change_reservation, methods=["PATCH"]),
     Route("/api/reservations/{phone_number:anytext}", cancel_reservation, methods=["DELETE"]),
 ]
