@@ -268,9 +268,9 @@ class Feed:
     def __init__(self, response: httpx.Response):
         self.lines = response.aiter_lines()
 
-    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def next(self, within_s: float = 5.0) -> dict[str, Any]:
         event: dict[str, Any] = {}
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within_s):
             async for line in self.lines:
                 if not line:
                     if "data" in event:
@@ -323,7 +323,7 @@ async def test_the_listen_connection_reconnects_by_itself(client, live_server, s
         )
         assert killed >= 1
         made = await book(client, settings)  # possibly while the feed is reconnecting
-        created = await feed.next(timeout=15)
+        created = await feed.next(within_s=15)
         assert created["data"]["after"]["confirmation_number"] == made["confirmation_number"]
     async with asyncio.timeout(10):
         await feed_state.listening.wait()
