@@ -660,3 +660,8 @@ def test_make_it_during_a_booking_amends_the_booking() -> None:
     slots.absorb(parse("Book a table tomorrow at 7pm for 4", TODAY))
     slots.absorb(parse("actually make it 6 people", TODAY))
     assert (slots.intent, slots.party_size) == ("book", 6)
+
+
+def test_make_it_in_a_booking_turn_is_still_a_booking() -> None:
+    parsed = parse("Book a table for 2 tomorrow, make it 7pm, I'm Eve", TODAY)
+    assert (parsed.intent, parsed.time, parsed.party_size) == ("book", "19:00", 2)

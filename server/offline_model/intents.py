@@ -110,9 +110,11 @@ _AVAILABILITY = re.compile(
 _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b", re.I)
 _CANCEL = re.compile(r"\bcancel(?:l?ing)?\b|\bcall\s+off\b", re.I)
 _CHANGE = re.compile(
-    r"\b(?:move|change|reschedule|push|shift|update)\s+(?:my|our|the|it)\b|\breschedule\b|"
-    r"\bmake\s+it\b(?=[^.?!]*\d|[^.?!]*\b(?:" + "|".join(NUMBER_WORDS) + r")\b)",
-    re.I,
+    r"\b(?:move|change|reschedule|push|shift|update)\s+(?:my|our|the|it)\b|\breschedule\b", re.I
+)
+# "make it 6 people" changes a booking, unless the same turn is booking one.
+_CHANGE_WEAK = re.compile(
+    r"\bmake\s+it\b(?=[^.?!]*\d|[^.?!]*\b(?:" + "|".join(NUMBER_WORDS) + r")\b)", re.I
 )
 # A yes or a no to the host's question, said first in the turn ("yes please", "no, leave it").
 _YES = re.compile(
@@ -306,7 +308,7 @@ def _clean_name(raw: str) -> str | None:
 
 def _intent(text: str) -> str | None:
     """Cancelling and changing beat strong lookup cues, which beat booking verbs, which beat
-    availability and weak cues."""
+    "make it …", availability and weak cues."""
     if _CANCEL.search(text):
         return "cancel"
     if _CHANGE.search(text):
@@ -315,6 +317,8 @@ def _intent(text: str) -> str | None:
         return "lookup"
     if _BOOK_VERB.search(text):
         return "book"
+    if _CHANGE_WEAK.search(text):
+        return "change"
     if _LOOKUP_WEAK.search(text):
         return "lookup"
     if _AVAILABILITY.search(text):
