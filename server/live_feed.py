@@ -31,6 +31,7 @@ log = logging.getLogger("server.live_feed")
 
 QUEUE_SIZE = 1000  # rows a subscriber may fall behind before it is dropped
 PAGE = 500  # rows read per query while catching up
+APPLICATION_NAME = "reservations-live-feed"  # how the LISTEN connection shows in pg_stat_activity
 
 
 @dataclass(eq=False)
@@ -125,7 +126,11 @@ class LiveFeed:
 
     async def _listen_once(self) -> None:
         check_s = self._settings.db_listen_check_s
-        conn = await asyncpg.connect(self._dsn, timeout=self._settings.db_connect_timeout_s)
+        conn = await asyncpg.connect(
+            self._dsn,
+            timeout=self._settings.db_connect_timeout_s,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
         try:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
+from server.live_feed import APPLICATION_NAME
 from server.staff_auth import is_loopback, staff_refusal
 from tests.conftest import serve_app
 
@@ -319,7 +320,8 @@ async def test_the_listen_connection_reconnects_by_itself(client, live_server, s
         await feed.next()
         killed = await pool.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+            " WHERE datname = current_database() AND application_name = $1",
+            APPLICATION_NAME,
         )
         assert killed >= 1
         made = await book(client, settings)  # possibly while the feed is reconnecting
