@@ -66,7 +66,8 @@ class LiveFeed:
         self._dsn = dsn
         self._pool = pool
         self._settings = settings
-        self._subscribers: set[Subscription] = set()
+        # Weak: a stream whose body never started (its client left at once) cannot leak one.
+        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.last_seq: int | None = None  # the newest row published; None until first read
@@ -101,7 +102,7 @@ class LiveFeed:
             subscription.end()
 
     def _publish(self, entry: HistoryEntry) -> None:
-        for subscription in self._subscribers:
+        for subscription in list(self._subscribers):
             if subscription.ended:
                 continue
             try:

@@ -62,12 +62,15 @@ async def test_change_cancel_and_book_at_once_from_two_processes(test_dsn, pool,
             for i in range(60):
                 url = urls[i % 2]
                 kind = ("party", "time", "cancel", "book")[i % 4] if i % 6 else "party"
-                if kind == "party":  # every value distinct: each 200 is a real change
-                    requests.append(("PATCH", f"{url}{PATH}", {"party_size": 1 + i % 20}))
+                # Each change carries its own mark, so every 200 is a real change (a change to
+                # what the booking already says is answered 200 with no history entry).
+                mark = {"other_info": {"request": i}}
+                if kind == "party":
+                    change = {"party_size": 1 + i % 20, **mark}
+                    requests.append(("PATCH", f"{url}{PATH}", change))
                 elif kind == "time":
-                    requests.append(
-                        ("PATCH", f"{url}{PATH}", {"reservation_time": f"{i % 24:02d}:{i:02d}"})
-                    )
+                    change = {"reservation_time": f"{i % 24:02d}:{i:02d}", **mark}
+                    requests.append(("PATCH", f"{url}{PATH}", change))
                 elif kind == "cancel":
                     requests.append(("DELETE", f"{url}{PATH}", None))
                 else:
