@@ -329,3 +329,12 @@ async def test_the_listen_connection_reconnects_by_itself(client, live_server, s
         assert created["data"]["after"]["confirmation_number"] == made["confirmation_number"]
     async with asyncio.timeout(10):
         await feed_state.listening.wait()
+
+
+async def test_the_staff_page_is_served_at_slash_staff(client):
+    page = await client.get("/staff", follow_redirects=True)
+    assert page.status_code == 200 and page.url.path == "/staff/"
+    assert "Reservations · staff" in page.text
+    assert "<script>" not in page.text and "style=" not in page.text  # CSP-ready: nothing inline
+    for asset in ("/staff/js/main.js", "/staff/staff.css", "/js/format.js"):
+        assert (await client.get(asset)).status_code == 200
