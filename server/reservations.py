@@ -109,15 +109,23 @@ HISTORY_AFTER_SQL = (
 )
 LATEST_SEQ_SQL = "SELECT coalesce(max(seq), 0) FROM reservation_history"
 
-# The staff book: one day (or everything from today), keyset-paginated on (date, time, id).
-LIST_SQL = f"""
-SELECT {COLUMNS} FROM reservations
-WHERE (CASE WHEN $1::date IS NULL THEN reservation_date >= $2 ELSE reservation_date = $1 END)
-  AND ($3::text IS NULL OR status = $3)
-  AND ($4::date IS NULL OR (reservation_date, reservation_time, id) > ($4, $5::time, $6::bigint))
-ORDER BY reservation_date, reservation_time, id
-LIMIT $7
-"""
+
+# The staff book: one day (or everything from a day on), keyset-paginated on (date, time, id).
+# Four plain statements rather than one with OR-ed NULL checks, so each can use the index.
+def _list_sql(one_day: bool, after_cursor: bool) -> str:
+    where = ["reservation_date = $1" if one_day else "reservation_date >= $1"]
+    where.append("($2::text IS NULL OR status = $2)")
+    if after_cursor:
+        where.append("(reservation_date, reservation_time, id) > ($4, $5, $6)")
+    return (
+        f"SELECT {COLUMNS} FROM reservations WHERE {' AND '.join(where)}"
+        " ORDER BY reservation_date, reservation_time, id LIMIT $3"
+    )
+
+
+LIST_SQL = {
+    (day, cursor): _list_sql(day, cursor) for day in (True, False) for cursor in (True, False)
+}
 
 SEED_ROWS: list[dict[str, Any]] = [
     {
@@ -430,9 +438,10 @@ async def list_reservations(
 
     `status` None means any. Returns the page and the cursor of the next one (None at the end).
     """
-    after = decode_cursor(cursor) if cursor else (None, None, None)
+    after = decode_cursor(cursor) if cursor else ()
+    sql = LIST_SQL[(day is not None, bool(after))]
     with outage_as_unavailable():
-        rows = await pool.fetch(LIST_SQL, day, today, status, *after, limit + 1)
+        rows = await pool.fetch(sql, day or today, status, limit + 1, *after)
     items = [Reservation.from_row(row) for row in rows[:limit]]
     more = len(rows) > limit
     return items, encode_cursor(items[-1]) if more else None
