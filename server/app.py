@@ -7,6 +7,7 @@ handler finds what it needs on `app.state`, so nothing else holds global state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -21,13 +22,14 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server import api
+from server import api, staff_api
 from server.admission import Admission
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
 from server.database import open_database
 from server.http_guard import HttpGuard
+from server.live_feed import LiveFeed
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.reservations import DatabaseUnavailable
@@ -76,11 +78,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.pool = database.pool
             await admission.start(database.pool)
             stack.push_async_callback(admission.close)
+            live_feed = LiveFeed(database.dsn, database.pool, settings)
+            await live_feed.start()
+            stack.push_async_callback(live_feed.close)
+            app.state.live_feed = live_feed
 
             context = ToolContext(pool=database.pool, settings=settings)
 
             async def run_tool(name: str, arguments: str, call: CallSpec) -> ToolResult:
-                return await registry.run(name, arguments, context, settings.tool_timeout_s)
+                # The call's id goes into the history of whatever the tool changes.
+                on_call = dataclasses.replace(context, call_id=call.sid)
+                return await registry.run(name, arguments, on_call, settings.tool_timeout_s)
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
             switchboard.run_tool = run_tool
@@ -98,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),

@@ -472,3 +472,42 @@ async def test_a_call_over_the_per_client_limit_is_explained(browser, settings, 
             "Too many calls are open from your network"
         )
         assert (await first.counters())["state"] == "connected"  # the first call goes on
+
+
+async def test_a_booking_changed_then_cancelled_by_voice_updates_the_card(caller: Caller, pool):
+    page = caller.page
+    await caller.start(muted=True)
+    await caller.type_turn(BOOK)
+    code = await card_code(page)
+
+    await caller.type_turn("Please move my booking to 8pm")
+    readback = page.locator(".turn-assistant", has_text="To confirm: change the booking")
+    await expect_visible(readback)
+    assert await page.inner_text("#card-time") == "7:00 PM"  # nothing changes before the yes
+    await caller.type_turn("yes")
+    await caller.until("() => voiceTest.last['reservation.changed']")
+    assert await page.inner_text("#card-title") == "Booking changed"
+    assert await page.inner_text("#card-time") == "8:00 PM"
+    assert await page.get_attribute("#card-code", "data-code") == code  # same number
+
+    await caller.type_turn("Cancel my reservation")
+    await expect_visible(page.locator(".turn-assistant", has_text="To confirm: cancel"))
+    await caller.type_turn("yes")
+    await caller.until("() => voiceTest.last['reservation.cancelled']")
+    assert await page.inner_text("#card-title") == "Booking cancelled"
+    assert await page.get_attribute("#reservation-card", "data-kind") == "cancelled"
+    await page.screenshot(path=str(ARTIFACTS / "cancelled.png"), full_page=True)
+
+    rows = await pool.fetch(
+        "SELECT action, source FROM reservation_history WHERE phone_number = $1 ORDER BY seq",
+        PHONE_E164,
+    )
+    assert [(r["action"], r["source"]) for r in rows] == [
+        ("created", "voice"),
+        ("changed", "voice"),
+        ("cancelled", "voice"),
+    ]
+
+
+async def expect_visible(locator: Any) -> None:
+    await async_api.expect(locator).to_be_visible()
