@@ -28,12 +28,18 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "book": ("date", "time", "party_size", "name", "phone"),
     "availability": ("date", "time", "party_size"),
     "lookup": ("name", "phone"),
+    "transfer": (),
+    "end": (),
 }
 TOOL_FOR = {
     "book": "make_reservation",
     "availability": "check_availability",
     "lookup": "lookup_reservation",
+    "transfer": "transfer_call",  # phone calls only: the page's sessions do not offer these
+    "end": "end_call",
 }
+GOODBYE = "Thank you for calling. Goodbye!"
+TRANSFERRING = "One moment, I'm transferring you to a member of our team now."
 QUESTIONS: dict[str, dict[str, str]] = {
     "book": {
         "date": "which date would you like",
@@ -114,6 +120,8 @@ def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:
     """Arguments with our product's names (see the tool schemas the relay registers)."""
     if tool == "lookup_reservation":
         return {"phone_number": slots.phone, "name": slots.name}
+    if tool in ("end_call", "transfer_call"):
+        return {"reason": "the caller asked"}
     when = {"date": slots.date, "time": slots.time, "party_size": slots.party_size}
     if tool == "check_availability":
         return when
@@ -127,6 +135,12 @@ def without_tool(intent: str, slots: Slots) -> str:
     table = (
         f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
     )
+    if intent in ("end", "transfer"):
+        slots.intent = None  # said once; the caller's next words start afresh
+    if intent == "end":
+        return GOODBYE
+    if intent == "transfer":
+        return "I'm sorry, I can't transfer calls here, but I'm happy to help you myself."
     if intent == "lookup":
         return f"I can't look up reservations right now, {slots.name}. Please try again later."
     if intent == "availability":
@@ -152,6 +166,9 @@ def answer(call: Call, output: str, slots: Slots) -> str:
     if call.name == "lookup_reservation":
         slots.intent = None
         return _found(call.arguments, data)
+    if call.name in ("end_call", "transfer_call"):
+        slots.intent = None
+        return GOODBYE if call.name == "end_call" else TRANSFERRING
     return str(data.get("message") or "Done.")
 
 

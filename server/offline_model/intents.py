@@ -107,6 +107,13 @@ _AVAILABILITY = re.compile(
     r"\bdo\s+you\s+have\s+(?:a\s+|any\s+)?(?:tables?|space|room|seats?)\b",
     re.I,
 )
+# Phone calls: asking for a person, and saying goodbye (the end_call and transfer_call tools).
+_TRANSFER = re.compile(
+    r"\btransfer\s+me\b|\b(?:speak|talk)\s+(?:to|with)\s+(?:a\s+|the\s+|some)?"
+    r"(?:person|human|one|staff|manager|someone)\b",
+    re.I,
+)
+_GOODBYE = re.compile(r"\bgood\s*-?\s*bye\b|\bbye\b|\bthat['’]s\s+all\b|\bhang\s+up\b", re.I)
 _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b", re.I)
 
 
@@ -114,7 +121,7 @@ _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b
 class Parsed:
     """Slots found in one utterance; ``None`` means "not mentioned", never "empty"."""
 
-    intent: str | None = None  # "book" | "lookup" | "availability"
+    intent: str | None = None  # "book" | "lookup" | "availability" | "transfer" | "end"
     name: str | None = None
     phone: str | None = None
     date: str | None = None  # ISO "YYYY-MM-DD"
@@ -290,11 +297,16 @@ def _clean_name(raw: str) -> str | None:
 
 
 def _intent(text: str) -> str | None:
-    """Strong lookup cues beat booking verbs, which beat availability and weak cues."""
+    """A person asked for first; strong lookup cues beat booking verbs, which beat a goodbye,
+    availability and weak cues."""
+    if _TRANSFER.search(text):
+        return "transfer"
     if _LOOKUP_STRONG.search(text):
         return "lookup"
     if _BOOK_VERB.search(text):
         return "book"
+    if _GOODBYE.search(text):
+        return "end"
     if _LOOKUP_WEAK.search(text):
         return "lookup"
     if _AVAILABILITY.search(text):
