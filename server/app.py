@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.switchboard = switchboard
     app.state.admission = admission
+    app.state.sip_calls = sip_calls
     return app
 
 

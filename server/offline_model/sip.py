@@ -255,11 +255,16 @@ class SipPlane:
         to: str = "+6560000000",
     ) -> tuple[SipCall, int]:
         """Ring the server: a new call and its signed webhook; returns the call and the status."""
-        call = SipCall(events.new_id("rtc"), caller)
-        self.calls[call.call_id] = call
+        call = self.new_call(caller)
         body = orjson.dumps(incoming_event(call.call_id, caller, to))
         status, _ = await post_webhook(webhook_url, body, secret=secret)
         return call, status
+
+    def new_call(self, caller: str = "+6591234567") -> SipCall:
+        """A ringing call, not yet announced (tests post its webhook themselves)."""
+        call = SipCall(events.new_id("rtc"), caller)
+        self.calls[call.call_id] = call
+        return call
 
     def say(self, call_id: str, text: str) -> None:
         """The caller speaks (typed): a user turn, then the model answers as VAD would make it."""
