@@ -311,7 +311,8 @@ class SipPlane:
 
     def call_of(self, ws: ServerConnection) -> SipCall | None:
         """The call a sideband socket belongs to; None for an ordinary model session."""
-        call_id = (parse_qs(urlsplit(ws.request.path).query).get("call_id") or [None])[0]
+        path = ws.request.path if ws.request is not None else ""
+        call_id = (parse_qs(urlsplit(path).query).get("call_id") or [""])[0]
         return self.calls.get(call_id) if call_id else None
 
     def outbox(self, call: SipCall) -> SidebandOutbox:
@@ -436,9 +437,9 @@ class SipPlane:
         )
         session = {"audio": {"input": {"format": PCMU}, "output": {"format": PCMU}}}
         settings = events.deep_merge(session, body)
-        errors = [e for e in conversation.handle({"type": p.SESSION_UPDATE, "session": settings})]
-        if any(isinstance(e, dict) and e.get("type") == p.ERROR for e in errors):
-            return 400, orjson.dumps({"error": errors[0]["error"]})
+        for out in conversation.handle({"type": p.SESSION_UPDATE, "session": settings}):
+            if isinstance(out, dict) and out.get("type") == p.ERROR:
+                return 400, orjson.dumps({"error": out["error"]})
         call.state, call.accepted, call.conversation = "accepted", body, conversation
         call.changed()
         return 200, b""
