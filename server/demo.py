@@ -497,6 +497,7 @@ class Options:
     phone: str = ""  # empty: a random Singapore mobile
     wav: Path | None = None
     timeout: float = DEFAULT_TIMEOUT_S
+    sip: bool = False  # a phone call over SIP instead (server.demo_sip: self-contained)
 
 
 class DemoCall:
@@ -688,10 +689,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for each step (default %(default)s)",
     )
+    parser.add_argument(
+        "--sip",
+        action="store_true",
+        help="a phone call over SIP instead, with the offline model playing OpenAI and the "
+        "carrier and the server started in this process (see server/demo_sip.py)",
+    )
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
-    return Options(args.url, args.name, args.phone, args.wav, args.timeout)
+    return Options(args.url, args.name, args.phone, args.wav, args.timeout, args.sip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -707,6 +714,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     try:
+        if options.sip:
+            from server.demo_sip import run_sip_demo  # starts a server: only when asked
+
+            phone = options.phone or random_sg_mobile()
+            return asyncio.run(run_sip_demo(options.name, phone, options.timeout, out, err))
         return asyncio.run(run_demo(options, out, err))
     except KeyboardInterrupt:
         err("demo interrupted")

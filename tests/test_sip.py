@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from server import offline_model
+from server.demo_sip import run_sip_demo
 from server.offline_model.sip import SipCall, incoming_event, new_secret, post_webhook, sign
 from tests.conftest import LiveServer, serve_app
 
@@ -306,3 +307,14 @@ async def test_shutdown_hangs_up_live_calls(settings, database, model):
         call = await answered_call(model, live)
     assert call.state == "ended" and call.ended_by == "hangup"
     assert call.requests == ["accept", "hangup"]
+
+
+async def test_the_sip_demo_books_and_hangs_up(settings, pool):
+    lines: list[str] = []
+    status = await run_sip_demo(
+        "Grace Hopper", "+65 9000 0123", TIMEOUT, lines.append, None, settings
+    )
+    assert status == 0, lines
+    assert lines[-1].startswith("demo passed: booked over SIP")
+    assert any(line.startswith("  host:   Hello!") for line in lines)  # the host spoke first
+    assert "call ended by hangup; control plane saw accept, hangup" in lines
