@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
-            Route("/twilio/voice", VoiceWebhook(settings, switchboard), methods=["POST"]),
+            Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
             WebSocketRoute(STREAM_PATH, twilio_stream),
             Route(
                 WEBHOOK_PATH,

@@ -130,8 +130,17 @@ def _has_function_call(response: dict[str, Any]) -> bool:
     )
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: events come from the network."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _error_text(event: dict[str, Any]) -> str:
-    error = event.get("error") if isinstance(event.get("error"), dict) else {}
+    error = _obj(event.get("error"))
     code = error.get("code") or error.get("type") or "error"
     return f"{code}: {error.get('message') or 'no message'}"
 
@@ -223,18 +232,18 @@ class CallLog:
         self._turn_ended_at = now
 
     def _session_created(self, event: dict[str, Any], now: float) -> list[str]:
-        session = event.get("session") if isinstance(event.get("session"), dict) else {}
+        session = _obj(event.get("session"))
         return [f"· session.created  {session.get('id', '?')}  model {session.get('model', '?')}"]
 
     def _session_updated(self, event: dict[str, Any], now: float) -> list[str]:
         self.ready = True
-        session = event.get("session") if isinstance(event.get("session"), dict) else {}
-        audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
-        audio_in = audio.get("input") if isinstance(audio.get("input"), dict) else {}
-        audio_out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+        session = _obj(event.get("session"))
+        audio = _obj(session.get("audio"))
+        audio_in = _obj(audio.get("input"))
+        audio_out = _obj(audio.get("output"))
         turn = audio_in.get("turn_detection")
         vad = turn.get("type") if isinstance(turn, dict) else "off"
-        tools = session.get("tools") if isinstance(session.get("tools"), list) else []
+        tools = _list(session.get("tools"))
         return [
             f"· session.updated  voice {audio_out.get('voice', '?')}, turn detection {vad}, "
             f"{len(tools)} tools"
@@ -283,7 +292,7 @@ class CallLog:
         return [f"agent › {text}"] if text else []
 
     def _response_done(self, event: dict[str, Any], now: float) -> list[str]:
-        response = event.get("response") if isinstance(event.get("response"), dict) else {}
+        response = _obj(event.get("response"))
         self._in_progress = max(0, self._in_progress - 1)
         self._stats_fresh = False
         status = response.get("status")

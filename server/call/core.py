@@ -39,6 +39,7 @@ from server.realtime.session import (
     ToClient,
     ToModel,
 )
+from server.realtime.silence import Silence
 from server.settings import Settings
 
 log = logging.getLogger("server.call")
@@ -122,6 +123,19 @@ class CallSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _silence_for(spec: CallSpec, settings: Settings) -> Silence | None:
+    """Who is asked after when silent: people on a page or a phone, not programs (SDK)."""
+    if spec.channel == "sdk":
+        return None
+    audio = spec.session_update.get("session", {}).get("audio", {})
+    output_format = audio.get("output", {}).get("format", {}).get("type", "audio/pcm")
+    return Silence(
+        prompt_s=settings.silence_prompt_s,
+        hangup_s=settings.silence_hangup_s,
+        bytes_per_ms=48 if output_format == "audio/pcm" else 8,
+    )
+
+
 class EndCall(Exception):
     """Ends the call: close the caller's side with `code`, after `error` if given."""
 
@@ -159,6 +173,7 @@ class Call:
             max_frame_chars=settings.max_client_frame_bytes,
             session_update=spec.session_update,
             max_events_per_s=settings.max_client_events_per_s,
+            silence=_silence_for(spec, settings),
         )
         self.model: ModelConnection | None = None
         self.model_since = 0.0
@@ -229,6 +244,8 @@ class Call:
             ]
             if not self.spec.sideband:
                 tasks.append(asyncio.ensure_future(self.rotate_model()))
+            if self.session.silence is not None:
+                tasks.append(asyncio.ensure_future(self.silence_watch()))
             async with asyncio.timeout(self.settings.max_session_s):
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             self.end = self._outcome(done)
@@ -504,6 +521,16 @@ class Call:
                 error = server_error("model_disconnected", "The voice model stopped responding.")
                 raise EndCall(CLOSE_INTERNAL, "model not reading", error)
             await asyncio.sleep(tick)
+
+    async def silence_watch(self) -> None:
+        """Let the session notice a silent caller (a tick, not a timer per event)."""
+        silence = self.settings
+        tick = min(1.0, silence.silence_prompt_s / 4, silence.silence_hangup_s / 4)
+        while True:
+            await asyncio.sleep(tick)
+            actions = self.session.tick(time.monotonic())
+            if actions:
+                await self.apply(actions)
 
     # -- tools ------------------------------------------------------------------------------------
 

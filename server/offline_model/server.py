@@ -234,7 +234,8 @@ class OfflineModel:
         stats = self._stats
         stats.sessions_opened += 1
         await self._count_session(+1)
-        model = (parse_qs(urlsplit(ws.request.path).query).get("model") or ["gpt-realtime"])[0]
+        path = ws.request.path if ws.request is not None else ""
+        model = (parse_qs(urlsplit(path).query).get("model") or ["gpt-realtime"])[0]
         call = self.sip.call_of(ws)
         conversation = (
             call.conversation

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from server.realtime import protocol as p
+from server.realtime.silence import GOODBYE, PROMPT, Silence
 
 # --- actions ----------------------------------------------------------------------------------
 
@@ -63,6 +64,7 @@ class Note:
 
 # --- the small parts of the protocol that are ours to police ---------------------------------
 
+CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
@@ -109,6 +111,7 @@ _TYPE_PREFIX = '{"type":"'
 _APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
 _AUDIO_DELTA_PREFIX = '{"type":"response.output_audio.delta"'
 _KEEP = 50  # figures kept per session for session.stats
+_DELTA_ENVELOPE = 150  # characters of an audio delta event around its base64 audio
 
 
 def _no_second_type(text: str) -> bool:
@@ -223,8 +226,10 @@ class RelaySession:
         max_frame_chars: int,
         session_update: dict[str, Any],
         max_events_per_s: float | None = None,
+        silence: Silence | None = None,
     ):
         self.max_frame_chars = max_frame_chars
+        self.silence = silence  # None: the caller's silence is not the host's business (SDK)
         self.session_update = session_update
         self.stats = Stats()
         self.history: list[tuple[str, str]] = []  # (role, text): replayed after a reconnect
@@ -283,6 +288,8 @@ class RelaySession:
         if kind == p.INPUT_AUDIO_APPEND:
             self.stats.audio_frames_in += 1
         elif kind == p.ITEM_CREATE:
+            if self.silence is not None:
+                self.silence.caller_active()
             for part in event["item"]["content"]:
                 if part.get("type") == "input_text" and isinstance(part.get("text"), str):
                     self._remember("user", part["text"])
@@ -375,8 +382,12 @@ class RelaySession:
         kind = peek_type(text)
         if kind == p.OUTPUT_AUDIO_DELTA:
             self._audio_out(now)
+            if self.silence is not None:
+                self.silence.audio(now, len(text) - _DELTA_ENVELOPE)
             return [ToClient(text)]
         if kind is not None and kind not in _ACTED_ON:
+            if kind == p.SPEECH_STARTED and self.silence is not None:
+                self.silence.caller_active()
             return [ToClient(text)]
         try:
             event = orjson.loads(text)
@@ -412,6 +423,8 @@ class RelaySession:
         elif kind == p.SPEECH_STOPPED:
             self._speech_stopped_at = now
         elif kind == p.RESPONSE_CREATED:
+            if self.silence is not None:
+                self.silence.response_started()
             response_id = _response_id(event)
             self._create_in_flight = False
             self._active_response = response_id
@@ -419,6 +432,8 @@ class RelaySession:
         elif kind == p.FUNCTION_ARGS_DONE:
             return self._function_call(event, now)
         elif kind == p.RESPONSE_DONE:
+            if self.silence is not None:
+                self.silence.response_done(now)
             return self._response_done(event)
         elif kind == p.ERROR:
             return self._model_error(event)
@@ -591,6 +606,28 @@ class RelaySession:
             actions.append(ToModel(orjson.dumps(_message_item(role, text)).decode()))
         event = p.custom_event(p.SESSION_RECONNECTED, reason=reason, replayed_items=len(replayed))
         actions.append(ToClient(orjson.dumps(event).decode()))
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passing: the host asks after a silent caller, then says goodbye and hangs up."""
+        if self.silence is None:
+            return []
+        due = self.silence.due(now, busy=not self.quiet)
+        if due is None:
+            return []
+        if due == "hang up":
+            return [Close(CLOSE_NORMAL, "caller silent")]
+        self._create_in_flight = True
+        self._create_event_id = p.event_id("relay")
+        create = {"type": p.RESPONSE_CREATE, "event_id": self._create_event_id}
+        item = _message_item("system", PROMPT if due == "prompt" else GOODBYE)
+        actions: list[Action] = [
+            ToModel(orjson.dumps(item).decode()),
+            ToModel(orjson.dumps(create).decode()),
+        ]
+        if due == "goodbye":
+            ending = p.custom_event(p.CALL_END_REQUESTED, reason="caller silent")
+            actions.append(ToClient(orjson.dumps(ending).decode()))
         return actions
 
     def stats_event(self) -> dict[str, Any]:

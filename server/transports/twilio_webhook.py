@@ -106,7 +106,7 @@ class VoiceWebhook:
         self.auth_token = token.get_secret_value() if token else None
         self.validator = RequestValidator(self.auth_token) if self.auth_token else None
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
             return error_response(413, "body_too_large", "The webhook body is too large.")
