@@ -15,6 +15,7 @@ turn is over.
 
     python -m server.demo [--url ws://127.0.0.1:8000/v1/realtime] [--name NAME]
                           [--phone PHONE] [--wav FILE] [--timeout 30]
+    python -m server.demo --sip [--name NAME] [--phone PHONE]   # a SIP call, see demo_sip.py
 """
 
 from __future__ import annotations

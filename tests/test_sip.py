@@ -150,6 +150,12 @@ async def _signature_with(secret: str, webhook_id: str, body: bytes) -> tuple[st
     return sign(secret, webhook_id, ts, body), ts
 
 
+async def test_an_oversized_webhook_is_refused_unread(server):
+    response = await post(server, b"{" + b" " * (300 * 1024) + b"}", signed_headers(b"{}"))
+    assert response.status_code == 413
+    assert not server.app.state.sip_calls.tasks
+
+
 async def test_the_webhook_is_off_without_a_secret(live_server):
     body = orjson.dumps(incoming_event("rtc_x", CALLER, "+6560000000"))
     response = await post(live_server, body, signed_headers(body))

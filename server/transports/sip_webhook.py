@@ -46,8 +46,8 @@ class OpenAIWebhook:
     async def handle(self, request: Request) -> Response:
         if self.secret is None:
             return error_response(404, "not_found", "Not Found")
-        body = await request.body()
-        if len(body) > MAX_WEBHOOK_BYTES:
+        body = await _body(request)
+        if body is None:
             return error_response(413, "body_too_large", "The webhook body is too large.")
         try:
             event: Any = self.board.model.sdk.webhooks.unwrap(
@@ -74,3 +74,17 @@ class OpenAIWebhook:
         log.info("sip call %s from %s: answering", incoming.call_id, incoming.caller or "unknown")
         self.calls.answer(incoming)
         return JSONResponse({"ok": True})
+
+
+async def _body(request: Request) -> bytes | None:
+    """The body, or None once it passes `MAX_WEBHOOK_BYTES` (not read further: it is no event)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
