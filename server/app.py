@@ -36,6 +36,8 @@ from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
 from server.transports.realtime_socket import RealtimeEndpoint
+from server.transports.sip_call import SipCalls
+from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     twilio_stream = TwilioStreamEndpoint(
         switchboard, settings, lambda: registry.schemas(without=phone_tools)
     )
+    sip_tools = frozenset() if settings.transfer_number else frozenset({"transfer_call"})
+    sip_calls = SipCalls(switchboard, settings, lambda: registry.schemas(without=sip_tools))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
             switchboard.run_tool = run_tool
+            stack.push_async_callback(sip_calls.close)  # before the model client closes
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's full passes, which would otherwise pause every call's audio.
             gc.collect()
@@ -112,6 +117,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
             WebSocketRoute(STREAM_PATH, twilio_stream),
+            Route(
+                WEBHOOK_PATH,
+                OpenAIWebhook(settings, switchboard, sip_calls).handle,
+                methods=["POST"],
+            ),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
@@ -126,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.switchboard = switchboard
     app.state.admission = admission
+    app.state.sip_calls = sip_calls
     return app
 
 
@@ -137,6 +148,7 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
     """
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     base_url = settings.openai_base_url
+    websocket_base_url = settings.openai_websocket_base_url
     offline = None
     if key is None and base_url is None:
         from server import offline_model
@@ -144,7 +156,8 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         offline = await offline_model.start(
             host="127.0.0.1", port=0, timezone=settings.restaurant_timezone
         )
-        base_url = offline.url
+        # Sockets to the model's port; SIP's control plane (accept, hangup) to its own.
+        base_url, websocket_base_url = offline.sip.url, offline.url
         log.info(
             "model: no OPENAI_API_KEY, using the offline model at %s (typed turns only)", base_url
         )
@@ -157,6 +170,7 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         base_url=base_url,
         model=settings.realtime_model,
         timeout_s=settings.model_connect_timeout_s,
+        websocket_base_url=websocket_base_url,
     )
     try:
         yield client

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     # --- realtime model ---
     openai_api_key: SecretStr | None = None  # unset: the offline model runs inside the server
     openai_base_url: str | None = None  # as the openai SDK reads it; points tests at a local model
+    openai_websocket_base_url: str | None = None  # the SDK's option: sockets apart from base_url
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
     model_connect_timeout_s: float = Field(10.0, gt=0)
@@ -114,6 +115,11 @@ class Settings(BaseSettings):
     transfer_number: str | None = None  # set: the host can transfer a caller here (E.164)
     silence_prompt_s: float = Field(8.0, gt=0)  # caller silent this long: "are you there?"
     silence_hangup_s: float = Field(10.0, gt=0)  # ... and this much longer: goodbye, hang up
+
+    # --- phone calls over SIP (OpenAI's SIP interface; the sideband carries no audio) ---
+    openai_webhook_secret: SecretStr | None = None  # whsec_...: set turns POST /openai/webhook on
+    sip_request_timeout_s: float = Field(10.0, gt=0)  # one accept/reject/refer/hangup request
+    sip_playout_timeout_s: float = Field(15.0, gt=0)  # last words' playout awaited at most this
 
     @field_validator("restaurant_timezone")
     @classmethod

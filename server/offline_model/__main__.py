@@ -1,7 +1,8 @@
 """``python -m server.offline_model``: run the offline model until SIGINT/SIGTERM.
 
-Prints exactly one line, ``offline model listening on http://HOST:PORT/v1``, once the socket is
-bound (with ``--port 0`` it names the port actually chosen, which scripts and tests parse).
+Prints ``offline model listening on http://HOST:PORT/v1`` first, once the socket is bound (with
+``--port 0`` it names the port actually chosen, which scripts and tests parse), then the URL of
+its SIP control plane (give it to the SDK as ``base_url``, the first as ``websocket_base_url``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ async def _serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError):  # not available on Windows
             loop.add_signal_handler(signum, stop.set)
     print(f"offline model listening on {model.url}", flush=True)
+    print(f"SIP control plane on {model.sip.url}", flush=True)  # accept/reject/refer/hangup
     try:
         await stop.wait()
     finally:

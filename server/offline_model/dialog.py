@@ -30,6 +30,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "lookup": ("name", "phone"),
     "change": ("name", "phone"),
     "cancel": ("name", "phone"),
+    "transfer": (),
+    "end": (),
 }
 TOOL_FOR = {
     "book": "make_reservation",
@@ -37,11 +39,15 @@ TOOL_FOR = {
     "lookup": "lookup_reservation",
     "change": "change_reservation",
     "cancel": "cancel_reservation",
+    "transfer": "transfer_call",  # phone calls only: the page's sessions do not offer these
+    "end": "end_call",
 }
 # A change needs at least one of these; it and a cancellation are read back and need a yes.
 CHANGES = ("date", "time", "party_size", "notes")
 WHAT_TO_CHANGE = "What would you like to change: the date, the time or the number of people?"
 KEPT = "All right, I have left your booking as it was."
+GOODBYE = "Thank you for calling. Goodbye!"
+TRANSFERRING = "One moment, I'm transferring you to a member of our team now."
 QUESTIONS: dict[str, dict[str, str]] = {
     "book": {
         "date": "which date would you like",
@@ -156,6 +162,8 @@ def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:
         if slots.notes:
             changes["notes"] = slots.notes
         return {"phone_number": slots.phone, "name": slots.name, **changes}
+    if tool in ("end_call", "transfer_call"):
+        return {"reason": "the caller asked"}
     when = {"date": slots.date, "time": slots.time, "party_size": slots.party_size}
     if tool == "check_availability":
         return when
@@ -169,6 +177,12 @@ def without_tool(intent: str, slots: Slots) -> str:
     table = (
         f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
     )
+    if intent in ("end", "transfer"):
+        slots.intent = None  # said once; the caller's next words start afresh
+    if intent == "end":
+        return GOODBYE
+    if intent == "transfer":
+        return "I'm sorry, I can't transfer calls here, but I'm happy to help you myself."
     if intent in ("lookup", "change", "cancel"):
         return f"I can't reach the reservations right now, {slots.name}. Please try again later."
     if intent == "availability":
@@ -197,6 +211,9 @@ def answer(call: Call, output: str, slots: Slots) -> str:
     if call.name in ("change_reservation", "cancel_reservation"):
         slots.forget_booking()
         return _changed(data)
+    if call.name in ("end_call", "transfer_call"):
+        slots.intent = None
+        return GOODBYE if call.name == "end_call" else TRANSFERRING
     return str(data.get("message") or "Done.")
 
 

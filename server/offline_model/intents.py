@@ -107,6 +107,13 @@ _AVAILABILITY = re.compile(
     r"\bdo\s+you\s+have\s+(?:a\s+|any\s+)?(?:tables?|space|room|seats?)\b",
     re.I,
 )
+# Phone calls: asking for a person, and saying goodbye (the end_call and transfer_call tools).
+_TRANSFER = re.compile(
+    r"\btransfer\s+me\b|\b(?:speak|talk)\s+(?:to|with)\s+(?:a\s+|the\s+|some)?"
+    r"(?:person|human|one|staff|manager|someone)\b",
+    re.I,
+)
+_GOODBYE = re.compile(r"\bgood\s*-?\s*bye\b|\bbye\b|\bthat['’]s\s+all\b|\bhang\s+up\b", re.I)
 _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b", re.I)
 _CANCEL = re.compile(r"\bcancel(?:l?ing)?\b|\bcall\s+off\b", re.I)
 _CHANGE = re.compile(
@@ -129,7 +136,7 @@ _NO = re.compile(r"^\W*(?:no|nope|don'?t|do\s+not|never\s*mind|leave\s+it)\b", r
 class Parsed:
     """Slots found in one utterance; ``None`` means "not mentioned", never "empty"."""
 
-    intent: str | None = None  # "book" | "lookup" | "availability" | "change" | "cancel"
+    intent: str | None = None  # book, lookup, availability, change, cancel, transfer, end
     name: str | None = None
     phone: str | None = None
     date: str | None = None  # ISO "YYYY-MM-DD"
@@ -307,8 +314,10 @@ def _clean_name(raw: str) -> str | None:
 
 
 def _intent(text: str) -> str | None:
-    """Cancelling and changing beat strong lookup cues, which beat booking verbs, which beat
-    "make it …", availability and weak cues."""
+    """A person asked for first; cancelling and changing beat strong lookup cues, which beat
+    booking verbs, which beat "make it …", a goodbye, availability and weak cues."""
+    if _TRANSFER.search(text):
+        return "transfer"
     if _CANCEL.search(text):
         return "cancel"
     if _CHANGE.search(text):
@@ -319,6 +328,8 @@ def _intent(text: str) -> str | None:
         return "book"
     if _CHANGE_WEAK.search(text):
         return "change"
+    if _GOODBYE.search(text):
+        return "end"
     if _LOOKUP_WEAK.search(text):
         return "lookup"
     if _AVAILABILITY.search(text):

@@ -124,6 +124,11 @@ class OfflineModel:
         self._stats = Stats()
         self._sessions_changed = asyncio.Condition()
         self._server: Server | None = None
+        from .sip import SipPlane  # here: sip.py builds on this module's Outbox
+
+        self.sip = SipPlane(
+            host=host, api_key=api_key, stats=self._stats, today=self.today, pace=pace
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -136,10 +141,12 @@ class OfflineModel:
             max_size=MAX_FRAME,
             server_header=None,
         )
+        await self.sip.start()
         return self
 
     async def close(self) -> None:
         """Stop listening, close every session (code 1001) and wait for their tasks."""
+        await self.sip.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -204,6 +211,8 @@ class OfflineModel:
             return _json_response(connection, 200, self._stats.snapshot())
         if url.path != REALTIME_PATH:
             return connection.respond(404, "Not Found\n")
+        if "call_id" in parse_qs(url.query):  # a SIP call's sideband
+            return self.sip.sideband_refusal(connection, request)
         model = (parse_qs(url.query).get("model") or [""])[0]
         authorization = request.headers.get("Authorization")
         self._stats.last_model = model or None
@@ -227,20 +236,25 @@ class OfflineModel:
         await self._count_session(+1)
         path = ws.request.path if ws.request is not None else ""
         model = (parse_qs(urlsplit(path).query).get("model") or ["gpt-realtime"])[0]
-        conversation = Conversation(
-            model=model,
-            stats=stats,
-            today=self.today,
-            pace=self.pace,
-            rate_limits=self.rate_limits,
+        call = self.sip.call_of(ws)
+        conversation = (
+            call.conversation
+            if call and call.conversation
+            else Conversation(
+                model=model,
+                stats=stats,
+                today=self.today,
+                pace=self.pace,
+                rate_limits=self.rate_limits,
+            )
         )
-        outbox = Outbox()
+        outbox = self.sip.outbox(call) if call else Outbox()
         writer = asyncio.create_task(outbox.drain_to(ws, self.send_timeout))
         streams: dict[asyncio.Task[None], ResponseRun] = {}
         try:
             for event in conversation.opening():
                 outbox.put(orjson.dumps(event))
-            async for raw in ws:
+            async for raw in self.sip.frames(call, ws) if call else ws:
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
                 if self.echo and (echoed := echo_frame(text)) is not None:
                     frame, size = echoed
