@@ -195,6 +195,8 @@ async def test_accept_carries_the_instructions_with_the_callers_number_and_the_t
     assert {t["name"] for t in accepted["tools"]} == {
         "check_availability",
         "make_reservation",
+        "change_reservation",
+        "cancel_reservation",
         "lookup_reservation",
         "end_call",
         "transfer_call",
