@@ -103,6 +103,7 @@ _ACTED_ON = frozenset(
         p.INPUT_TRANSCRIPTION_COMPLETED,
     }
 )
+_PLAYOUT = frozenset({p.PLAYOUT_STARTED, p.PLAYOUT_STOPPED, p.PLAYOUT_CLEARED})
 _SPEAKERS = {"user": "caller", "assistant": "host"}  # history roles as a transcript names them
 HISTORY_ITEMS = 40  # conversation kept for replay to a fresh model session
 HISTORY_TEXT_CHARS = 2000
@@ -386,8 +387,11 @@ class RelaySession:
                 self.silence.audio(now, len(text) - _DELTA_ENVELOPE)
             return [ToClient(text)]
         if kind is not None and kind not in _ACTED_ON:
-            if kind == p.SPEECH_STARTED and self.silence is not None:
-                self.silence.caller_active()
+            if self.silence is not None:
+                if kind == p.SPEECH_STARTED:
+                    self.silence.caller_active()
+                elif kind in _PLAYOUT:
+                    self.silence.playout(now, playing=kind == p.PLAYOUT_STARTED)
             return [ToClient(text)]
         try:
             event = orjson.loads(text)

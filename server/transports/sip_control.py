@@ -28,8 +28,8 @@ from server.realtime import protocol as p
 from server.realtime.session import peek_type
 
 CALL_INCOMING = "realtime.call.incoming"
-PLAYOUT_STOPPED = "output_audio_buffer.stopped"
-PLAYOUT_CLEARED = "output_audio_buffer.cleared"
+PLAYOUT_STOPPED = p.PLAYOUT_STOPPED
+PLAYOUT_CLEARED = p.PLAYOUT_CLEARED
 BUSY = 486  # SIP "Busy Here": the caller hears busy, the carrier may try elsewhere
 
 _SIP_USER = re.compile(r"(?:sips?|tel):([^@;>\s]+)", re.I)
