@@ -3,10 +3,10 @@
 The clock starts when the host has finished speaking — not when the model finished sending,
 which is faster than real time, but when the audio it sent has had time to play (its length
 counted from the first delta), or, where OpenAI plays the audio itself (SIP), when it says the
-caller has heard it all (`output_audio_buffer.stopped`). Caller speech (VAD's
-`speech_started`), a typed message or a keypad entry stops it; a new response or a tool call pauses it. After `prompt_s` of silence the
-host asks once whether the caller is still there; after `hangup_s` more it says goodbye, and
-the call ends once that goodbye has played.
+caller has heard it all (`output_audio_buffer.stopped`). Caller speech (VAD's `speech_started`),
+a typed message or a keypad entry stops it; a new response or a tool call pauses it. After
+`prompt_s` of silence the host asks once whether the caller is still there; after `hangup_s`
+more it says goodbye, and the call ends once that goodbye has played.
 """
 
 from __future__ import annotations
