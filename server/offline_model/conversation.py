@@ -199,6 +199,10 @@ class Conversation:
         merged = events.deep_merge(self.session, patch)
         merged["id"], merged["object"] = self.session["id"], self.session["object"]
         merged["type"] = "realtime"
+        for way in ("input", "output"):  # a format is replaced whole: pcmu has no "rate"
+            given = (patch.get("audio") or {}).get(way) or {}
+            if isinstance(given, dict) and "format" in given:
+                merged["audio"][way]["format"] = copy.deepcopy(given["format"])
         audio_input = merged.setdefault("audio", {}).setdefault("input", {})
         turn = audio_input.get("turn_detection")
         if isinstance(turn, dict) and turn.get("type") == "server_vad":

@@ -45,7 +45,7 @@ class Recognizer:
 
     def __init__(self, workers: int | None = None, max_pending: int | None = None) -> None:
         self.workers = workers or default_workers()
-        self.max_pending = max_pending or 8 * self.workers
+        self.max_pending = 8 * self.workers if max_pending is None else max_pending
         self.pending = 0
         self._pool: ProcessPoolExecutor | None = None
 
