@@ -83,12 +83,14 @@ def _digit_runs(tokens: list[str]) -> list[str]:
             if tokens[end] in _DIGIT:
                 last_digit = end
             end += 1
-        run = tokens[index : last_digit + 1]  # never end on a sound-alike ("two for")
+        digits = sum(t in _DIGIT for t in tokens[index:end])
+        # A short run never ends on a sound-alike ("two for seven"); a phone number's can.
+        run = tokens[index:end] if digits >= 6 else tokens[index : last_digit + 1]
         if sum(t in _DIGIT for t in run) >= 3:
             out.append("".join(_DIGIT.get(t) or _SOUNDS_LIKE[t] for t in run))
         else:
             out += run
-        index = last_digit + 1
+        index += len(run)
     return out
 
 

@@ -125,9 +125,9 @@ def corpus() -> list[str]:
     phones, names = list(_phones()), list(_names())
     out: list[str] = []
     openers = (
-        "book a table", "i'd like to book a table", "i would like to book a table",
+        "book a table", "i would like to book a table",
         "can i book a table", "i want to make a reservation", "a table",
-        "i'd like a table", "could i reserve a table", "reserve a table",
+        "i would like a table", "could i reserve a table", "reserve a table",
     )  # fmt: skip
     for index, (date, time) in enumerate(itertools.product(dates, times)):
         if index % 7:
