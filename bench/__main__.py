@@ -1,27 +1,33 @@
-"""`python -m bench [all|relay|store|tools|integrity] [--calls 1,10,50] [--seconds 10] ...`.
+"""`python -m bench [all|relay|store|tools|integrity|speech] [--calls 1,10,50] [--seconds 10] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), tools (function-call round trip), integrity
-(two server processes booking at once: nothing lost, nothing doubled). `--calls`,
+(two server processes booking at once: nothing lost, nothing doubled), speech (the offline
+model's recognition per fixture, decoding CPU per second of speech, concurrent speaking
+calls; `--speech-calls`, `--speech-seconds`, `--asr-workers`). `--calls`,
 `--seconds` and `--codec` shape the relay run; `--tool-calls` the tools run. Never part of
 `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
 import argparse
 
-from bench import integrity, relay, store, tools_bench
+from bench import integrity, relay, speech, store, tools_bench
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "suite", nargs="?", default="all", choices=["all", "relay", "store", "tools", "integrity"]
+        "suite",
+        nargs="?",
+        default="all",
+        choices=["all", "relay", "store", "tools", "integrity", "speech"],
     )
     relay.add_arguments(parser)
     parser.add_argument(
         "--tool-calls", type=relay.parse_calls, default=list(tools_bench.DEFAULT_CALLS)
     )
     parser.add_argument("--no-audio", action="store_true", help="tools: callers send no audio")
+    speech.add_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.seconds <= 300:
         parser.error("--seconds must be 1..300")
@@ -33,6 +39,14 @@ def main() -> None:
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):
         integrity.main()
+    if args.suite in ("all", "speech"):
+        speech.run(
+            args.speech_calls,
+            args.speech_seconds,
+            args.speech_repeat,
+            args.asr_workers,
+            args.reply_budget_s,
+        )
 
 
 if __name__ == "__main__":

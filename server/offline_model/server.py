@@ -26,6 +26,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from server.realtime import protocol as p
+
 from .conversation import Conversation, Output, Transcribe
 from .echo import echo_frame
 from .response import ResponseRun
@@ -261,6 +263,8 @@ class OfflineModel:
                     listening.add(task)
                     task.add_done_callback(listening.discard)
                 else:
+                    if out["type"] == p.SPEECH_STARTED and self.recognizer is not None:
+                        self.recognizer.prepare()  # the worker starts while the caller talks
                     outbox.put(orjson.dumps(out))
             for task, run in list(streams.items()):
                 if run.finished:  # done, or cancelled by this event: stop its sleep

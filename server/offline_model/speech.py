@@ -58,6 +58,15 @@ class Recognizer:
             )
         return self._pool
 
+    def prepare(self) -> None:
+        """Start the workers building their decoders now, without waiting for them: called when
+        a caller starts speaking, so the first utterance does not wait for a process start
+        (about a second), and models that are never spoken to never start one."""
+        if self._pool is None:
+            pool = self._executor()
+            for _ in range(self.workers):
+                pool.submit(asr_worker.init)
+
     async def warm(self) -> None:
         """Start every worker and build its decoders now rather than on the first utterance."""
         loop = asyncio.get_running_loop()
