@@ -10,7 +10,8 @@ many callers can talk to one offline-model process at once.
 3. **Concurrent speaking calls** (a separate `python -m server.offline_model` process, default
    recogniser workers): N callers each stream a booking utterance in real time (20 ms appends),
    then silence until the reply starts, then speak again, staggered so they do not all stop at
-   once. Per turn: the model's `speech_stopped` lateness (its event loop keeping up with audio),
+   once. Per turn: the model's `speech_stopped` lateness (received − when the frame at its
+   `audio_end_ms` was sent: the model's event loop keeping up with everyone's audio),
    speech end → `transcription.completed`, speech end → `response.created`, refusals
    (`transcription.failed`). N is "served" when no turn is refused, p95 speech end → reply stays
    under `--reply-budget-s` (default 2 s), and p95 stop lateness under 100 ms. CPU of the model
@@ -158,7 +159,7 @@ async def _caller(url: str, utterance: bytes, offset_s: float, until: float, tur
         await ws.send(json.dumps({"type": p.SESSION_UPDATE, "session": session}))
         stopped_at: float | None = None
         replied = asyncio.Event()
-        spoken_end = 0.0
+        t0 = due = time.perf_counter() + 0.1
 
         async def read() -> None:
             nonlocal stopped_at
@@ -167,7 +168,9 @@ async def _caller(url: str, utterance: bytes, offset_s: float, until: float, tur
                 kind, now = event["type"], time.perf_counter()
                 if kind == p.SPEECH_STOPPED:
                     stopped_at = now
-                    turns.stop_late.append(max(0.0, now - (spoken_end + 0.5)))
+                    # Frames go out on a fixed 20 ms schedule from t0, so the model's
+                    # audio_end_ms names the moment its last silent frame was sent.
+                    turns.stop_late.append(now - (t0 + event["audio_end_ms"] / 1000 - FRAME_S))
                 elif kind == p.INPUT_TRANSCRIPTION_COMPLETED and stopped_at is not None:
                     turns.heard.append(now - stopped_at)
                 elif kind == TRANSCRIPTION_FAILED:
@@ -180,14 +183,13 @@ async def _caller(url: str, utterance: bytes, offset_s: float, until: float, tur
                     turns.errors.append(event["error"]["code"])
 
         reader = asyncio.create_task(read())
-        due = time.perf_counter() + offset_s
         try:
             while due < until:
                 for frame in [silence] * int(offset_s / FRAME_S) + frames:
                     await asyncio.sleep(max(0.0, due - time.perf_counter()))
                     await ws.send(f'{{"type":"{p.INPUT_AUDIO_APPEND}","audio":"{frame}"}}')
                     due += FRAME_S
-                spoken_end, offset_s = time.perf_counter(), 0.0
+                offset_s = 0.0
                 replied.clear()
                 while not replied.is_set() and due < until + 5:  # silence until the reply
                     await asyncio.sleep(max(0.0, due - time.perf_counter()))
@@ -227,6 +229,11 @@ async def concurrency(
     rows: list[dict[str, Any]] = []
     try:
         watched = psutil.Process(process.pid)
+        # Warm-up, not measured: one short turn starts the recogniser's worker processes.
+        warm = fixtures.read_as(
+            next(f for f in fixtures.FIXTURES if f.name == "lookup-f2-150"), p.PCM16_RATE
+        )
+        await _caller(url, warm, 0.0, time.perf_counter() + 1.0, Turns())
         for calls in calls_list:
             turns = Turns()
             started = time.perf_counter()

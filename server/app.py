@@ -120,7 +120,8 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         )
         base_url = offline.url
         log.info(
-            "model: no OPENAI_API_KEY, using the offline model at %s (typed turns only)", base_url
+            "model: no OPENAI_API_KEY, using the offline model at %s (speech and typed turns)",
+            base_url,
         )
     elif key is None:
         log.info("model: %s at %s (no OPENAI_API_KEY set)", settings.realtime_model, base_url)
