@@ -1,11 +1,13 @@
 """Speech recognition for the offline model, off the event loop: a small, bounded process pool.
 
-Decoding one second of speech costs a few hundred milliseconds of CPU and holds the GIL (see
-``asr_worker``), so it cannot share the event loop's process without stalling every other call's
-audio. ``Recognizer`` hands utterances to ``workers`` spawned processes (spawn, not fork: the
-parent runs an event loop and threads) and refuses new work once ``max_pending`` utterances are
-waiting, so a burst of callers gets a quick "please repeat" instead of replies minutes late.
-The pool starts on first use (or ``warm()``), so sessions that never speak never pay for it.
+Decoding costs about 65 ms of CPU per second of speech (``python -m bench speech``), half a
+second for a long booking sentence, and holds the GIL throughout (see ``asr_worker``), so it
+cannot share the event loop's process without stalling every other call's audio. ``Recognizer``
+hands utterances to ``workers`` spawned processes (spawn, not fork: the parent runs an event loop
+and threads) and refuses new work once ``max_pending`` utterances are in flight, so a burst of
+callers gets a quick "please repeat" instead of replies many seconds late. The pool starts when a
+caller first speaks (``prepare``), so models never spoken to never pay for it; a pool whose
+worker died is replaced on the next utterance.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from . import asr_worker
@@ -67,22 +70,20 @@ class Recognizer:
             for _ in range(self.workers):
                 pool.submit(asr_worker.init)
 
-    async def warm(self) -> None:
-        """Start every worker and build its decoders now rather than on the first utterance."""
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
-        await asyncio.gather(
-            *(loop.run_in_executor(pool, asr_worker.init) for _ in range(self.workers))
-        )
-
     async def transcribe(self, pcm: bytes, rate: int) -> Heard:
         """Recognise one utterance of PCM16 mono at ``rate``; raises ``RecognizerBusy``."""
         if self.pending >= self.max_pending:
-            raise RecognizerBusy(f"{self.pending} utterances are waiting for the recogniser")
+            raise RecognizerBusy(f"{self.pending} utterances are already with the recogniser")
         self.pending += 1
+        pool = self._executor()
         try:
             loop = asyncio.get_running_loop()
-            words, cpu = await loop.run_in_executor(self._executor(), asr_worker.decode, pcm, rate)
+            words, cpu = await loop.run_in_executor(pool, asr_worker.decode, pcm, rate)
+        except BrokenProcessPool:
+            if self._pool is pool:  # a worker died (killed, out of memory): start afresh
+                self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             self.pending -= 1
         return Heard(words, normalise(words), cpu)
