@@ -13,9 +13,11 @@ import base64
 import importlib.util
 import json
 import math
+import multiprocessing
 import sys
 from array import array
 from collections.abc import AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from server.offline_model.audio import synthesize
 from server.offline_model.conversation import NOT_HEARD, TRANSCRIPTION_FAILED
 from server.offline_model.dialog import Say, Slots, decide
 from server.offline_model.intents import parse
+from server.offline_model.speech import Recognizer
 from server.offline_model.transcript import normalise
 from server.realtime import protocol as p
 
@@ -379,3 +382,24 @@ async def test_decoding_happens_in_another_process_while_other_calls_go_on(
     finally:
         await slow.ws.close()
         await quick.ws.close()
+
+
+async def test_a_killed_recogniser_worker_is_replaced_on_the_next_utterance() -> None:
+    recognizer = Recognizer(workers=1)
+    pcm = fixtures.read_as(FIXTURES["lookup-f2-150"], p.PCM16_RATE)
+    try:
+        before = {child.pid for child in multiprocessing.active_children()}
+        assert (await recognizer.transcribe(pcm, p.PCM16_RATE)).text == (
+            "look up my reservation please"
+        )
+        workers = [c for c in multiprocessing.active_children() if c.pid not in before]
+        assert len(workers) == 1  # decoding ran in a process of its own
+        workers[0].kill()
+        workers[0].join(TIMEOUT)
+        with pytest.raises(BrokenProcessPool):
+            await recognizer.transcribe(pcm, p.PCM16_RATE)
+        heard = await recognizer.transcribe(pcm, p.PCM16_RATE)
+        assert heard.text == "look up my reservation please"
+        assert recognizer.pending == 0
+    finally:
+        recognizer.close()
