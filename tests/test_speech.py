@@ -27,10 +27,17 @@ from websockets.asyncio.client import connect
 
 from server.offline_model import OfflineModel, asr_worker, g711, start
 from server.offline_model.audio import synthesize
-from server.offline_model.conversation import NOT_HEARD, TRANSCRIPTION_FAILED
-from server.offline_model.dialog import Say, Slots, decide
+from server.offline_model.conversation import (
+    NOT_HEARD,
+    TRANSCRIPTION_FAILED,
+    Conversation,
+    Transcribe,
+)
+from server.offline_model.dialog import Call, Say, Slots, decide
 from server.offline_model.intents import parse
+from server.offline_model.response import ResponseRun
 from server.offline_model.speech import Recognizer
+from server.offline_model.stats import Stats
 from server.offline_model.transcript import normalise
 from server.realtime import protocol as p
 
@@ -138,6 +145,55 @@ def test_the_domain_model_only_knows_the_domain() -> None:
     assert {"table", "tomorrow", "lovelace", "nine"} <= vocabulary
     assert "ocean" not in vocabulary  # a general English word is not in the decoder at all
     assert text == "book a table for 4 tomorrow at 7 pm my name is Ada Lovelace phone 98207272"
+
+
+# --- the state machine, without sockets ------------------------------------------------------
+
+
+def tone_24k(ms: int) -> bytes:
+    count = ms * 24
+    return array(
+        "h", (int(9000 * math.sin(2 * math.pi * 220 * n / 24000)) for n in range(count))
+    ).tobytes()
+
+
+def test_a_turn_waits_for_its_words_and_a_new_turn_folds_into_one_answer() -> None:
+    talk = Conversation(model="gpt-realtime", stats=Stats(), today=lambda: TODAY, listen=True)
+    talk.handle({"type": p.SESSION_UPDATE, "session": {"type": "realtime", "tools": TOOLS}})
+
+    def speak(ms: int) -> list[Any]:
+        out = talk.handle({"type": p.INPUT_AUDIO_APPEND, "audio": b64(tone_24k(ms))})
+        return out + talk.handle({"type": p.INPUT_AUDIO_APPEND, "audio": b64(bytes(48 * 600))})
+
+    first = speak(800)
+    jobs = [out for out in first if isinstance(out, Transcribe)]
+    assert len(jobs) == 1 and jobs[0].rate == p.PCM16_RATE
+    # The turn's audio, from the VAD's prefix padding on: 800 ms of tone, then the silence
+    # up to the stop (500 ms hangover), at most a second of it before the speech.
+    assert 48 * 1300 <= len(jobs[0].pcm) <= 48 * (1000 + 800 + 600)
+    assert not [out for out in first if isinstance(out, ResponseRun)]  # waits for the words
+    refused = talk.handle({"type": p.RESPONSE_CREATE})
+    assert refused[0]["error"]["code"] == "conversation_already_has_active_response"
+
+    # The caller goes on talking before the words arrive: one answer, after both turns.
+    second = speak(400)
+    assert talk.transcribed(jobs[0].item_id, "book a table for 4 tomorrow at 7 pm") == []
+    later = next(out for out in second if isinstance(out, Transcribe))
+    answer = talk.transcribed(later.item_id, "my name is Ada Lovelace phone 98207272")
+    run = next(out for out in answer if isinstance(out, ResponseRun))
+    assert run.plan == Call(
+        "make_reservation",
+        {
+            "name": "Ada Lovelace",
+            "phone_number": "98207272",
+            "date": "2026-06-11",
+            "time": "19:00",
+            "party_size": 4,
+        },
+    )
+    # The item keeps what was heard (conversation.item.retrieve shows it).
+    item = talk.handle({"type": "conversation.item.retrieve", "item_id": later.item_id})
+    assert item[0]["item"]["content"][0]["transcript"] == "my name is Ada Lovelace phone 98207272"
 
 
 # --- spoken turns over the socket ---------------------------------------------------------------
