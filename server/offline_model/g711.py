@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from array import array
+from functools import cache
 
 __all__ = ["decode", "encode"]
 
@@ -36,8 +37,13 @@ def _encode_sample(sample: int) -> int:
 
 
 _DECODE = array("h", (_decode_byte(b) for b in range(256)))
-# Indexed by the sample as an unsigned 16-bit number (what an array("H") view of PCM16 holds).
-_ENCODE = bytes(_encode_sample(s - 65536 if s >= 32768 else s) for s in range(65536))
+
+
+@cache
+def _encode_table() -> bytes:
+    """Indexed by the sample as an unsigned 16-bit number (what an array("H") view of PCM16
+    holds); built on first use (60 ms), since only μ-law sessions need it."""
+    return bytes(_encode_sample(s - 65536 if s >= 32768 else s) for s in range(65536))
 
 
 def decode(ulaw: bytes) -> bytes:
@@ -54,4 +60,4 @@ def encode(pcm: bytes) -> bytes:
     samples.frombytes(pcm[: len(pcm) & ~1])
     if sys.byteorder == "big":
         samples.byteswap()
-    return bytes(map(_ENCODE.__getitem__, samples))
+    return bytes(map(_encode_table().__getitem__, samples))
