@@ -159,7 +159,8 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         # Sockets to the model's port; SIP's control plane (accept, hangup) to its own.
         base_url, websocket_base_url = offline.sip.url, offline.url
         log.info(
-            "model: no OPENAI_API_KEY, using the offline model at %s (typed turns only)", base_url
+            "model: no OPENAI_API_KEY, using the offline model at %s (speech and typed turns)",
+            base_url,
         )
     elif key is None:
         log.info("model: %s at %s (no OPENAI_API_KEY set)", settings.realtime_model, base_url)

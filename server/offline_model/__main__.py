@@ -31,6 +31,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rate-limits", action="store_true", help="send rate_limits.updated after responses"
     )
+    parser.add_argument(
+        "--no-listen", action="store_true", help="no speech recognition (spoken turns: 'type it')"
+    )
+    parser.add_argument(
+        "--asr-workers", type=int, default=None, help="recogniser processes (default: cores / 2)"
+    )
     return parser.parse_args(argv)
 
 
@@ -43,6 +49,8 @@ async def _serve(args: argparse.Namespace) -> None:
         timezone=args.timezone,
         pace=args.pace,
         rate_limits=args.rate_limits,
+        listen=not args.no_listen,
+        asr_workers=args.asr_workers,
     )
     await model.start()
     stop = asyncio.Event()
