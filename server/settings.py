@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     model_reconnect_attempts: int = Field(5, ge=0, le=6)  # after a drop: waits 0, .2, .5, 1, 2 s
     shutdown_grace_s: float = Field(10.0, ge=0)  # SIGTERM: time for calls in flight to finish
 
+    # --- spending ---
+    model_daily_budget_usd: float | None = Field(None, gt=0)  # unset: no cap
+    budget_check_s: float = Field(10.0, gt=0)  # how often each process reads today's cost
+
     # --- phone calls (Twilio Media Streams) ---
     twilio_auth_token: SecretStr | None = None  # set: webhooks signed, media streams need a token
     twilio_api_base_url: str | None = None  # Twilio's REST API; tests point it at a local fake
