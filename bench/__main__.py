@@ -1,16 +1,19 @@
-"""`python -m bench [all|relay|store|tools|integrity|records] [--calls 1,10,50] [--seconds 10] ...`.
+"""`python -m bench [all|relay|store|tools|integrity|sip|speech|records] [--calls 1,10,50] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), tools (function-call round trip), integrity
-(two server processes booking at once: nothing lost, nothing doubled), records (server CPU per
-call-second at 100 calls with call records and metrics on, against off). `--calls`,
+(two server processes booking at once: nothing lost, nothing doubled), sip (server CPU per
+call-second of SIP calls, control events only, against relayed calls at the same N), speech
+(the offline model's recognition per fixture, decoding CPU per second of speech, concurrent
+speaking calls; `--speech-calls`, `--speech-seconds`, `--asr-workers`), records (server CPU
+per call-second at 100 calls with call records and metrics on, against off). `--calls`,
 `--seconds` and `--codec` shape the relay run; `--tool-calls` the tools run. Never part of
 `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
 import argparse
 
-from bench import integrity, records_bench, relay, store, tools_bench
+from bench import integrity, records_bench, relay, sip, speech, store, tools_bench
 
 
 def main() -> None:
@@ -19,13 +22,15 @@ def main() -> None:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "relay", "store", "tools", "integrity", "records"],
+        choices=["all", "relay", "store", "tools", "integrity", "sip", "speech", "records"],
     )
     relay.add_arguments(parser)
     parser.add_argument(
         "--tool-calls", type=relay.parse_calls, default=list(tools_bench.DEFAULT_CALLS)
     )
     parser.add_argument("--no-audio", action="store_true", help="tools: callers send no audio")
+    parser.add_argument("--sip-calls", type=relay.parse_calls, default=list(sip.DEFAULT_CALLS))
+    speech.add_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.seconds <= 300:
         parser.error("--seconds must be 1..300")
@@ -37,6 +42,16 @@ def main() -> None:
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):
         integrity.main()
+    if args.suite in ("all", "sip"):
+        sip.run(args.sip_calls, args.seconds, sip.TURN_EVERY_S)
+    if args.suite in ("all", "speech"):
+        speech.run(
+            args.speech_calls,
+            args.speech_seconds,
+            args.speech_repeat,
+            args.asr_workers,
+            args.reply_budget_s,
+        )
     if args.suite in ("all", "records"):
         records_bench.run(100, args.seconds, 3)
 

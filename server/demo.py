@@ -15,6 +15,7 @@ turn is over.
 
     python -m server.demo [--url ws://127.0.0.1:8000/v1/realtime] [--name NAME]
                           [--phone PHONE] [--wav FILE] [--timeout 30]
+    python -m server.demo --sip [--name NAME] [--phone PHONE]   # a SIP call, see demo_sip.py
 """
 
 from __future__ import annotations
@@ -506,6 +507,7 @@ class Options:
     phone: str = ""  # empty: a random Singapore mobile
     wav: Path | None = None
     timeout: float = DEFAULT_TIMEOUT_S
+    sip: bool = False  # a phone call over SIP instead (server.demo_sip: self-contained)
 
 
 class DemoCall:
@@ -697,10 +699,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for each step (default %(default)s)",
     )
+    parser.add_argument(
+        "--sip",
+        action="store_true",
+        help="a phone call over SIP instead, with the offline model playing OpenAI and the "
+        "carrier and the server started in this process (see server/demo_sip.py)",
+    )
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
-    return Options(args.url, args.name, args.phone, args.wav, args.timeout)
+    return Options(args.url, args.name, args.phone, args.wav, args.timeout, args.sip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -716,6 +724,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     try:
+        if options.sip:
+            from server.demo_sip import run_sip_demo  # starts a server: only when asked
+
+            phone = options.phone or random_sg_mobile()
+            return asyncio.run(run_sip_demo(options.name, phone, options.timeout, out, err))
         return asyncio.run(run_demo(options, out, err))
     except KeyboardInterrupt:
         err("demo interrupted")

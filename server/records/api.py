@@ -15,7 +15,7 @@ from starlette.routing import Route
 from server.api import ApiError, JSONResponse
 from server.records import store
 from server.settings import Settings
-from server.staff_interim import staff_refusal
+from server.staff_auth import staff_refusal
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200

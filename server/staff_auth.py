@@ -1,8 +1,10 @@
-"""INTERIM staff rule for the call records' endpoints, until the staff book lands on main.
+"""Who counts as staff: the one rule every staff route uses (the book, its API, its live feed).
 
-Same rule as the staff-book branch's `server/staff_auth.py` (and to be replaced by it on merge):
-`STAFF_TOKEN` set → `Authorization: Bearer <STAFF_TOKEN>`, compared in constant time; unset →
-loopback clients only, and never a request that carries a proxy's forwarding headers.
+- `STAFF_TOKEN` set: `Authorization: Bearer <STAFF_TOKEN>`, compared in constant time. The
+  callers' `ACCESS_TOKEN` is not enough: it is handed to every page that makes calls.
+- `STAFF_TOKEN` unset: loopback clients only, so `make run` works on a laptop and a server on a
+  network is closed by default. A request that carries forwarding headers came through a proxy
+  and is not judged local, whatever address the proxy connects from.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from dataclasses import dataclass
 from server.access import bearer
 from server.settings import Settings
 
+# Headers a reverse proxy adds; a request with any of them is not a local one.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
 @dataclass(frozen=True)
 class StaffRefusal:
+    """Why a request is not staff's: an HTTP status (401 or 403) and a message naming the fix."""
+
     status: int
     code: str
     message: str
@@ -46,12 +51,17 @@ def staff_refusal(
         if provided and hmac.compare_digest(provided.encode(), expected):
             return None
         return NEEDS_TOKEN
-    if _loopback(client_host) and not any(h in headers for h in FORWARDING_HEADERS):
+    if is_loopback(client_host) and not any(h in headers for h in FORWARDING_HEADERS):
         return None
     return NOT_LOCAL
 
 
-def _loopback(host: str | None) -> bool:
+def staff_allowed(headers: Mapping[str, str], client_host: str | None, settings: Settings) -> bool:
+    return staff_refusal(headers, client_host, settings) is None
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 and ::ffff:127.x; a name, a Unix socket (None) or garbage is not."""
     if not host:
         return False
     try:
