@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from server.api import ApiError, JSONResponse
 from server.records import store
+from server.records.metrics import CONTENT_TYPE
 from server.settings import Settings
 from server.staff_auth import staff_refusal
 
@@ -46,6 +47,9 @@ async def list_calls(request: Request) -> Response:
             day = dt.date.fromisoformat(query["date"])
         except ValueError:
             fields["date"] = "must be a date as YYYY-MM-DD"
+        else:
+            if not dt.date.min < day < dt.date.max:  # its bounds would overflow
+                fields["date"] = "must be a date between 0002-01-01 and 9999-12-30"
     limit = LIST_LIMIT_DEFAULT
     raw_limit = query.get("limit")
     if raw_limit is not None:
@@ -92,8 +96,6 @@ async def get_call(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     _staff(request)
-    from server.records.metrics import CONTENT_TYPE
-
     body = request.app.state.metrics.render() if request.app.state.metrics else b""
     return Response(body, media_type=CONTENT_TYPE)
 
