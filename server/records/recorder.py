@@ -60,7 +60,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
         self._last_sweep = 0.0
-        self.flushes = 0  # completed flushes (tests wait on it)
+        self.flushes = 0  # completed flushes, for anyone watching in a REPL
 
     # -- the observer: memory only -----------------------------------------------------------
 
