@@ -131,7 +131,7 @@ def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
     with server_dsn() as admin:
         runs = asyncio.run(session(admin, calls, seconds, rounds))
     median = {
-        mode: statistics.median(r["cpu_ms_per_call_s"] for r in runs if r["mode"] == mode)
+        mode: round(statistics.median(r["cpu_ms_per_call_s"] for r in runs if r["mode"] == mode), 4)
         for mode in ("off", "on")
     }
     added = round((median["on"] / median["off"] - 1) * 100, 1)
