@@ -381,3 +381,29 @@ async def test_a_phone_call_is_recorded_with_the_callers_number_in_full(settings
     assert row["outcome"] == "looked_up"
     assert [e["role"] for e in row["transcript"]] == ["caller", "tool"]
     assert row["tool_calls"][0]["name"] == "lookup_reservation"
+
+
+async def test_a_sip_call_is_recorded_with_the_callers_number_and_the_booking(
+    settings, database, pool
+):
+    from server import offline_model
+    from tests.test_sip import CALLER, answered_call, booking, idle, say_and_wait, sip_settings
+    from tests.test_sip import until as sip_until
+
+    number = "83777001"
+    async with offline_model.OfflineModel(pace=0.002) as model:
+        async with serve_app(sip_settings(settings, model, call_record_flush_s=FLUSH_S)) as live:
+            call = await answered_call(model, live)
+            await say_and_wait(model, call, booking(number), "You're booked")
+            model.sip.say(call.call_id, "That's all, thank you. Goodbye!")
+            await sip_until(call, lambda c: c.state == "ended")
+            await idle(live)
+            row = await row_mentioning(pool, number)
+    code = await pool.fetchval(
+        "SELECT confirmation_number FROM reservations WHERE phone_number = $1", f"+65{number}"
+    )
+    assert (row["channel"], row["caller"], row["outcome"]) == ("sip", CALLER, "booked")
+    assert row["confirmation_number"] == code
+    tools = [t["name"] for t in row["tool_calls"]]
+    assert tools[0] == "make_reservation" and "end_call" in tools
+    assert any(e["role"] == "host" and "booked" in e["text"] for e in row["transcript"])
