@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from server import api, staff_api
 from server.admission import Admission
+from server.budget import Budget
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
@@ -33,6 +34,7 @@ from server.live_feed import LiveFeed
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.records import api as records_api
+from server.records import cost_today
 from server.records.metrics import Metrics
 from server.records.recorder import Recorder
 from server.reservations import DatabaseUnavailable
@@ -100,6 +102,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 observers.append(recorder)
                 app.state.recorder = recorder
 
+            if settings.model_daily_budget_usd is not None:
+                budget = Budget(
+                    settings,
+                    lambda: cost_today(database.pool, settings),
+                    metrics.budget if metrics is not None else None,
+                )
+                await budget.start()
+                stack.push_async_callback(budget.close)
+                switchboard.budget = app.state.budget = budget
+
             context = ToolContext(pool=database.pool, settings=settings)
 
             async def run_tool(name: str, arguments: str, call: CallSpec) -> ToolResult:
@@ -153,6 +165,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.admission = admission
     app.state.sip_calls = sip_calls
     app.state.metrics = metrics
+    app.state.budget = None
     app.state.recorder = None
     return app
 

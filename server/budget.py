@@ -30,8 +30,14 @@ BUSY_MESSAGE = (
 class Budget:
     """This process's view of today's spending; see the module docstring."""
 
-    def __init__(self, settings: Settings, cost_of_today: Callable[[], Awaitable[float]]):
+    def __init__(
+        self,
+        settings: Settings,
+        cost_of_today: Callable[[], Awaitable[float]],
+        on_refresh: Callable[[float | None, float, bool], None] | None = None,
+    ):
         self.settings = settings
+        self.on_refresh = on_refresh  # metrics: the limit, today's spend, exhausted
         self.limit_usd = settings.model_daily_budget_usd
         self.cost_of_today = cost_of_today
         self.spent_usd = 0.0
@@ -41,6 +47,15 @@ class Budget:
     @property
     def exhausted(self) -> bool:
         return self.limit_usd is not None and self.spent_usd >= self.limit_usd
+
+    def refusal_error(self) -> dict[str, Any]:
+        from server.realtime import protocol as p
+
+        return p.error_event(
+            "budget_exhausted",
+            "The host is not taking calls for the rest of today (the daily budget is spent).",
+            error_type="server_error",
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +75,8 @@ class Budget:
             return
         was = self.exhausted
         self.spent_usd, self.checked = spent, True
+        if self.on_refresh is not None:
+            self.on_refresh(self.limit_usd, spent, self.exhausted)
         if self.exhausted and not was:
             log.warning(
                 "MODEL_DAILY_BUDGET_USD reached: $%.2f of $%.2f spent today; new calls are "

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from bench.common import clean_env, free_port, stop
+from harness.processes import clean_env, free_port, stop
 from server.settings import PROJECT_ROOT
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bench.common import free_port
+from harness.processes import free_port
 from tests.conftest import LiveServer, serve_app
 from tests.servers import ServerProcess, server_process
 from tests.test_page import ARTIFACTS, CHROMIUM, TIMEOUT_MS
@@ -250,3 +250,21 @@ async def test_without_staff_token_a_remote_client_is_told_why(browser, settings
         await page.dispatch_event("#book-date", "change")
         await expect(page.locator("#closed")).to_be_visible()
         await expect(page.locator("#closed-text")).to_contain_text("STAFF_TOKEN")
+
+
+async def test_the_staff_page_says_when_the_daily_budget_is_spent(
+    browser, settings, database, pool
+):
+    from tests.test_budget import spend_today
+
+    capped = settings.model_copy(update={"model_daily_budget_usd": 1.0})
+    async with serve_app(capped) as live:
+        spent = await spend_today(pool, 1.5)
+        try:
+            await live.app.state.budget.refresh()
+            async with staff_page(browser, live.url) as (page, _):
+                banner = page.locator("#budget")
+                await expect(banner).to_be_visible()
+                await expect(banner).to_contain_text("daily budget of $1.00 is spent")
+        finally:
+            await pool.execute("DELETE FROM calls WHERE id = $1", spent)

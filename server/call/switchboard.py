@@ -51,6 +51,7 @@ class Switchboard:
         self.run_tool: RunToolFn = run_tool or _not_started
         self.model: Any = None  # the process's `ModelClient`, set at start-up
         self.observers: list[CallObserver] = []  # call records, metrics
+        self.budget: Any = None  # the process's `Budget`, set at start-up when there is a cap
         self.calls: set[Call] = set()
         self.reserved = 0  # lines promised to calls still opening
         self.draining = False
@@ -69,10 +70,15 @@ class Switchboard:
         return await self.model.connect()
 
     def check_capacity(self) -> None:
-        """Raise `Refused` when shutting down or at `MAX_SESSIONS`."""
+        """Raise `Refused` when shutting down, at `MAX_SESSIONS`, or when the budget is spent.
+
+        Every transport asks before it opens a model session: the cap covers every channel.
+        """
         if self.draining:
             error = server_error("server_restarting", "The server is restarting; call again.")
             raise Refused(CLOSE_TRY_AGAIN, error, "server restarting")
+        if self.budget is not None and self.budget.exhausted:
+            raise Refused(CLOSE_TRY_AGAIN, self.budget.refusal_error(), "daily budget reached")
         if self.active + self.reserved >= self.settings.max_sessions:
             error = server_error("server_busy", "Too many calls right now; try again soon.")
             raise Refused(CLOSE_TRY_AGAIN, error, "server at capacity")

@@ -100,7 +100,24 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE)
 
 
+async def budget(request: Request) -> Response:
+    """Today's spending against MODEL_DAILY_BUDGET_USD (all processes), for the staff page."""
+    settings = _staff(request)
+    current = request.app.state.budget
+    if current is None:
+        return JSONResponse(
+            {
+                "budget_usd": None,
+                "spent_usd": None,
+                "exhausted": False,
+                "day": str(settings.today()),
+            }
+        )
+    return JSONResponse(current.as_json())
+
+
 routes = [
+    Route("/api/budget", budget, methods=["GET"]),
     Route("/api/calls", list_calls, methods=["GET"]),
     Route("/api/calls/{call_id}", get_call, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),

@@ -64,6 +64,25 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        # The daily spending cap: the same shared figure in every worker, so "max" is right.
+        self.budget_usd = Gauge(
+            "voice_budget_usd",
+            "MODEL_DAILY_BUDGET_USD (0 when unset)",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.budget_spent_usd = Gauge(
+            "voice_budget_spent_usd",
+            "Estimated model cost of today's calls, all processes",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.budget_exhausted = Gauge(
+            "voice_budget_exhausted",
+            "1 while the daily budget is spent and new calls are refused",
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.calls_ended = Counter(
             "voice_calls_ended",
             "Calls ended",
@@ -208,6 +227,11 @@ class Metrics:
         self.db_errors.labels(operation).inc()
 
     # -- the text ----------------------------------------------------------------------------
+
+    def budget(self, limit_usd: float | None, spent_usd: float, exhausted: bool) -> None:
+        self.budget_usd.set(limit_usd or 0.0)
+        self.budget_spent_usd.set(spent_usd)
+        self.budget_exhausted.set(1 if exhausted else 0)
 
     def render(self) -> bytes:
         """The Prometheus text of this process, or of every worker in multiprocess mode."""

@@ -26,6 +26,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from server.api import error_response
+from server.budget import BUSY_MESSAGE as BUDGET_MESSAGE
 from server.call.switchboard import Refused, Switchboard
 from server.settings import Settings
 
@@ -129,7 +130,8 @@ class VoiceWebhook:
         except Refused as refusal:
             log.warning("a phone call turned away: %s", refusal.reason)
             busy = VoiceResponse()
-            busy.say(BUSY_MESSAGE)
+            spent = refusal.error.get("error", {}).get("code") == "budget_exhausted"
+            busy.say(BUDGET_MESSAGE if spent else BUSY_MESSAGE)
             busy.hangup()
             return twiml(busy)
         connect = Connect()

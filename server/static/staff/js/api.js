@@ -86,3 +86,6 @@ export async function listCalls(date) {
 }
 
 export const getCall = (id) => request("GET", `/api/calls/${encodeURIComponent(id)}`);
+
+/** Today's spending against MODEL_DAILY_BUDGET_USD (budget_usd null when there is no cap). */
+export const budget = () => request("GET", "/api/budget");

@@ -2,7 +2,7 @@
 // A view is a <section data-view="name"> plus an entry in VIEWS; the nav shows the one in the
 // URL's hash: #book, #calls, or #calls/<id> (the calls view with that call open).
 
-import { setToken, token } from "./api.js";
+import { budget, setToken, token } from "./api.js";
 import { BookView } from "./book-view.js";
 import { CallsView } from "./calls-view.js";
 import { LiveFeed } from "./feed.js";
@@ -67,8 +67,25 @@ feed.addEventListener("auth", ({ detail }) => {
     ? "This server answers the staff book only on its own machine. Set STAFF_TOKEN on the server to open it to others."
     : "" });
 });
+/** The daily budget banner: shown once today's estimated cost reaches the cap. */
+async function showBudget() {
+  try {
+    const state = await budget();
+    const banner = $("budget");
+    banner.hidden = !state.exhausted;
+    if (state.exhausted) {
+      banner.textContent = `The host is not taking calls for the rest of today: the daily budget `
+        + `of $${state.budget_usd.toFixed(2)} is spent ($${state.spent_usd.toFixed(2)} so far).`;
+    }
+    staffTest.budget = state;
+  } catch {
+    // not allowed yet (the token gate) or the server is restarting: the next check tells
+  }
+}
+
 feed.addEventListener("ready", ({ detail }) => {
   staffTest.readies += 1;
+  showBudget();
   staffTest.lastEventId = feed.lastEventId;
   if (today === null) {
     today = detail.today;
@@ -95,3 +112,4 @@ $("token-form").addEventListener("submit", (event) => {
 window.addEventListener("hashchange", () => showView(location.hash.slice(1)));
 showView(location.hash.slice(1));
 feed.start();
+setInterval(showBudget, 60_000);
