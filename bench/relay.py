@@ -167,8 +167,9 @@ async def run_loadgen(
     pids: dict[str, int] | None = None,
     idle: bool = False,
     warmup: float = WARMUP_S,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One `python -m bench.loadgen` process; its JSON line as a dict."""
+    """One `python -m bench.loadgen` process (`extra`: more of its options); its JSON line."""
     argv = [
         sys.executable,
         "-m",
@@ -190,6 +191,7 @@ async def run_loadgen(
     ]
     if idle:
         argv.append("--idle")
+    argv += extra
     for name, pid in (pids or {}).items():
         argv += ["--pid", f"{name}={pid}"]
     process = await asyncio.create_subprocess_exec(
