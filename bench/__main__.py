@@ -1,17 +1,20 @@
-"""`python -m bench [all|relay|phone|store|tools|integrity] [--calls 1,10,50] [--seconds 10] ...`.
+"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech] [--calls 1,10,50] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), phone (Twilio media streams against the browser
-path, time to the greeting), tools (function-call round trip), integrity (two server processes
-booking at once: nothing lost, nothing doubled). `--calls`, `--seconds` and `--codec` shape the
-relay run; `--tool-calls` the tools run; `--phone-calls` and `--greetings` the phone run (its
-window is `--seconds`). Never part of `make test`;
-`make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
+path, time to the greeting; `--phone-calls`, `--greetings`, its window is `--seconds`), tools
+(function-call round trip), integrity (two server processes booking at once: nothing lost,
+nothing doubled), sip (server CPU per call-second of SIP calls, control events only, against
+relayed calls at the same N), speech (the offline model's recognition per fixture, decoding CPU
+per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-seconds`,
+`--asr-workers`). `--calls`, `--seconds` and `--codec` shape the relay run; `--tool-calls` the
+tools run. Never part of `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"`
+for a quick look.
 """
 
 import argparse
 
-from bench import integrity, phone, relay, store, tools_bench
+from bench import integrity, phone, relay, sip, speech, store, tools_bench
 
 
 def main() -> None:
@@ -20,7 +23,7 @@ def main() -> None:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "relay", "phone", "store", "tools", "integrity"],
+        choices=["all", "relay", "phone", "store", "tools", "integrity", "sip", "speech"],
     )
     relay.add_arguments(parser)
     parser.add_argument(
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--phone-calls", type=relay.parse_calls, default=list(phone.DEFAULT_CALLS))
     parser.add_argument("--greetings", type=int, default=phone.DEFAULT_GREETINGS)
     parser.add_argument("--no-audio", action="store_true", help="tools: callers send no audio")
+    parser.add_argument("--sip-calls", type=relay.parse_calls, default=list(sip.DEFAULT_CALLS))
+    speech.add_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.seconds <= 300:
         parser.error("--seconds must be 1..300")
@@ -42,6 +47,16 @@ def main() -> None:
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):
         integrity.main()
+    if args.suite in ("all", "sip"):
+        sip.run(args.sip_calls, args.seconds, sip.TURN_EVERY_S)
+    if args.suite in ("all", "speech"):
+        speech.run(
+            args.speech_calls,
+            args.speech_seconds,
+            args.speech_repeat,
+            args.asr_workers,
+            args.reply_budget_s,
+        )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def main() -> None:
             from server.database import open_database
             from server.settings import Settings
 
-            db = await open_database(Settings(database_url=dsn, _env_file=None))  # type: ignore[call-arg]
+            db = await open_database(Settings(database_url=dsn, _env_file=None))
             await db.close()  # schema in place before two processes race to migrate
             return await integrity.run(dsn)
 

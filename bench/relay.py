@@ -425,8 +425,11 @@ def evaluate_targets(rows: list[dict[str, Any]], idle: list[dict[str, Any]]) -> 
         clean >= TARGETS["calls_without_loss"] if relay else None,
         "largest N (PCM16) such that it and every smaller N lost no frame; >= target",
     )
-    per_msg = {c: r.get("cpu_us_per_msg") for c, r in relay.items() if 10 <= c <= 200}
-    per_msg = {c: v for c, v in per_msg.items() if v is not None}
+    per_msg: dict[int, float] = {
+        c: r["cpu_us_per_msg"]
+        for c, r in relay.items()
+        if 10 <= c <= 200 and r.get("cpu_us_per_msg") is not None
+    }
     worst = max(per_msg.values()) if per_msg else None
     check(
         "cpu_us_per_relayed_message",

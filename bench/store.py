@@ -42,7 +42,7 @@ async def query_bench(dsn: str, callers: int, prefix: str) -> list[dict]:
     With one caller the figure is the query itself; with 50 it includes waiting for one of the
     pool's connections and for the two cores that client, server and PostgreSQL share.
     """
-    settings = Settings(database_url=dsn, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=dsn, _env_file=None)
     database = await open_database(settings)
     today = settings.today()
     creates: list[float] = []

@@ -107,13 +107,17 @@ async def create_reservation(request: Request) -> Response:
     return JSONResponse(held.to_json(), status_code=status)
 
 
-async def get_reservation(request: Request) -> Response:
-    settings = _settings(request)
-    raw = request.path_params["phone_number"]
+def path_phone(request: Request, settings: Settings) -> str:
+    """The path's `{phone_number}` in E.164, or a 422 saying why it is not a number."""
     try:
-        phone = normalize_phone(raw, settings.default_region)
+        return normalize_phone(request.path_params["phone_number"], settings.default_region)
     except InvalidPhoneNumber as exc:
         raise ApiError(422, "invalid_phone_number", str(exc), {"phone_number": str(exc)}) from None
+
+
+async def get_reservation(request: Request) -> Response:
+    settings = _settings(request)
+    phone = path_phone(request, settings)
     found = await reservations.find(request.app.state.pool, phone)
     if found is None:
         raise ApiError(404, "reservation_not_found", f"no reservation for {phone}")

@@ -7,6 +7,7 @@ handler finds what it needs on `app.state`, so nothing else holds global state.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -21,19 +22,22 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server import api
+from server import api, staff_api
 from server.admission import Admission
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
 from server.database import open_database
 from server.http_guard import HttpGuard
+from server.live_feed import LiveFeed
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
 from server.transports.realtime_socket import RealtimeEndpoint
+from server.transports.sip_call import SipCalls
+from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
@@ -64,6 +68,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     twilio_stream = TwilioStreamEndpoint(
         switchboard, settings, lambda: registry.schemas(without=phone_tools)
     )
+    sip_tools = frozenset() if settings.transfer_number else frozenset({"transfer_call"})
+    sip_calls = SipCalls(switchboard, settings, lambda: registry.schemas(without=sip_tools))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,14 +82,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.pool = database.pool
             await admission.start(database.pool)
             stack.push_async_callback(admission.close)
+            live_feed = LiveFeed(database.dsn, database.pool, settings)
+            await live_feed.start()
+            stack.push_async_callback(live_feed.close)
+            app.state.live_feed = live_feed
 
             context = ToolContext(pool=database.pool, settings=settings)
 
             async def run_tool(name: str, arguments: str, call: CallSpec) -> ToolResult:
-                return await registry.run(name, arguments, context, settings.tool_timeout_s)
+                # The call's id goes into the history of whatever the tool changes.
+                on_call = dataclasses.replace(context, call_id=call.sid)
+                return await registry.run(name, arguments, on_call, settings.tool_timeout_s)
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
             switchboard.run_tool = run_tool
+            stack.push_async_callback(sip_calls.close)  # before the model client closes
             # Everything made at start-up lives as long as the process: keep it out of the
             # garbage collector's full passes, which would otherwise pause every call's audio.
             gc.collect()
@@ -98,11 +111,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
+            *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
             WebSocketRoute(STREAM_PATH, twilio_stream),
+            Route(
+                WEBHOOK_PATH,
+                OpenAIWebhook(settings, switchboard, sip_calls).handle,
+                methods=["POST"],
+            ),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="page"),
         ],
         lifespan=lifespan,
@@ -117,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.switchboard = switchboard
     app.state.admission = admission
+    app.state.sip_calls = sip_calls
     return app
 
 
@@ -128,6 +148,7 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
     """
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     base_url = settings.openai_base_url
+    websocket_base_url = settings.openai_websocket_base_url
     offline = None
     if key is None and base_url is None:
         from server import offline_model
@@ -135,9 +156,11 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         offline = await offline_model.start(
             host="127.0.0.1", port=0, timezone=settings.restaurant_timezone
         )
-        base_url = offline.url
+        # Sockets to the model's port; SIP's control plane (accept, hangup) to its own.
+        base_url, websocket_base_url = offline.sip.url, offline.url
         log.info(
-            "model: no OPENAI_API_KEY, using the offline model at %s (typed turns only)", base_url
+            "model: no OPENAI_API_KEY, using the offline model at %s (speech and typed turns)",
+            base_url,
         )
     elif key is None:
         log.info("model: %s at %s (no OPENAI_API_KEY set)", settings.realtime_model, base_url)
@@ -148,6 +171,7 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
         base_url=base_url,
         model=settings.realtime_model,
         timeout_s=settings.model_connect_timeout_s,
+        websocket_base_url=websocket_base_url,
     )
     try:
         yield client

@@ -207,6 +207,7 @@ class Database:
     """The pool plus, when embedded, the server it runs on. Close it once at shutdown."""
 
     pool: asyncpg.Pool
+    dsn: str  # for connections of their own, outside the pool (the live feed's LISTEN)
     embedded: EmbeddedPostgres | None = None
 
     async def close(self) -> None:
@@ -235,4 +236,4 @@ async def open_database(settings: Settings, *, run_migrations: bool = True) -> D
         raise
     if run_migrations:
         await migrate(pool)
-    return Database(pool=pool, embedded=embedded)
+    return Database(pool=pool, dsn=dsn, embedded=embedded)

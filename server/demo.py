@@ -15,6 +15,7 @@ turn is over.
 
     python -m server.demo [--url ws://127.0.0.1:8000/v1/realtime] [--name NAME]
                           [--phone PHONE] [--wav FILE] [--timeout 30]
+    python -m server.demo --sip [--name NAME] [--phone PHONE]   # a SIP call, see demo_sip.py
 
 ``--phone`` alone (no number after it) calls as a phone over Twilio's protocol instead:
 ``server.phone_demo``.
@@ -134,8 +135,17 @@ def _has_function_call(response: dict[str, Any]) -> bool:
     )
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: events come from the network."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _error_text(event: dict[str, Any]) -> str:
-    error = event.get("error") if isinstance(event.get("error"), dict) else {}
+    error = _obj(event.get("error"))
     code = error.get("code") or error.get("type") or "error"
     return f"{code}: {error.get('message') or 'no message'}"
 
@@ -227,18 +237,18 @@ class CallLog:
         self._turn_ended_at = now
 
     def _session_created(self, event: dict[str, Any], now: float) -> list[str]:
-        session = event.get("session") if isinstance(event.get("session"), dict) else {}
+        session = _obj(event.get("session"))
         return [f"· session.created  {session.get('id', '?')}  model {session.get('model', '?')}"]
 
     def _session_updated(self, event: dict[str, Any], now: float) -> list[str]:
         self.ready = True
-        session = event.get("session") if isinstance(event.get("session"), dict) else {}
-        audio = session.get("audio") if isinstance(session.get("audio"), dict) else {}
-        audio_in = audio.get("input") if isinstance(audio.get("input"), dict) else {}
-        audio_out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+        session = _obj(event.get("session"))
+        audio = _obj(session.get("audio"))
+        audio_in = _obj(audio.get("input"))
+        audio_out = _obj(audio.get("output"))
         turn = audio_in.get("turn_detection")
         vad = turn.get("type") if isinstance(turn, dict) else "off"
-        tools = session.get("tools") if isinstance(session.get("tools"), list) else []
+        tools = _list(session.get("tools"))
         return [
             f"· session.updated  voice {audio_out.get('voice', '?')}, turn detection {vad}, "
             f"{len(tools)} tools"
@@ -287,7 +297,7 @@ class CallLog:
         return [f"agent › {text}"] if text else []
 
     def _response_done(self, event: dict[str, Any], now: float) -> list[str]:
-        response = event.get("response") if isinstance(event.get("response"), dict) else {}
+        response = _obj(event.get("response"))
         self._in_progress = max(0, self._in_progress - 1)
         self._stats_fresh = False
         status = response.get("status")
@@ -501,6 +511,7 @@ class Options:
     phone: str = ""  # empty: a random Singapore mobile
     wav: Path | None = None
     timeout: float = DEFAULT_TIMEOUT_S
+    sip: bool = False  # a phone call over SIP instead (server.demo_sip: self-contained)
 
 
 class DemoCall:
@@ -697,10 +708,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for each step (default %(default)s)",
     )
+    parser.add_argument(
+        "--sip",
+        action="store_true",
+        help="a phone call over SIP instead, with the offline model playing OpenAI and the "
+        "carrier and the server started in this process (see server/demo_sip.py)",
+    )
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
-    return Options(args.url, args.name, args.phone, args.wav, args.timeout)
+    return Options(args.url, args.name, args.phone, args.wav, args.timeout, args.sip)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -720,6 +737,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     try:
+        if options.sip:
+            from server.demo_sip import run_sip_demo  # starts a server: only when asked
+
+            phone = options.phone or random_sg_mobile()
+            return asyncio.run(run_sip_demo(options.name, phone, options.timeout, out, err))
         return asyncio.run(run_demo(options, out, err))
     except KeyboardInterrupt:
         err("demo interrupted")

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 import orjson
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
 )
 
 MAX_OTHER_INFO_BYTES = 4096
@@ -56,63 +57,80 @@ def mask_phone(e164: str) -> str:
     return "*" * max(len(e164) - 4, 0) + e164[-4:]
 
 
+def parse_hh_mm(value: Any) -> dt.time:
+    """Only `HH:MM` on a 24-hour clock: "7:30" could be morning or evening."""
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, str) and len(value) == 5:
+        try:
+            return dt.datetime.strptime(value, "%H:%M").time()
+        except ValueError:
+            pass
+    raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
+
+
+def _storable_name(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _small_object(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        encoded = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # parsed JSON may nest deeper than orjson writes (254)
+        raise ValueError("is nested too deeply") from None
+    if len(encoded) > MAX_OTHER_INFO_BYTES:
+        raise ValueError(f"must be at most {MAX_OTHER_INFO_BYTES} bytes of JSON")
+    if _has_nul(value):  # jsonb refuses \u0000 in keys and strings
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+# Each field's rules, once: a booking and a change to it are checked by the same types.
+IsoDate = Annotated[dt.date, BeforeValidator(lambda value: parse_iso_date(value))]
+HhMm = Annotated[dt.time, BeforeValidator(parse_hh_mm)]
+PartySize = Annotated[int, Field(ge=1, le=20, strict=True)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX), AfterValidator(_storable_name)]
+# Keys as sent: the model's str_strip_whitespace would turn " note" into "note", and
+# {" a ": 1, "a": 2} into {"a": 2}.
+OtherInfo = Annotated[
+    dict[Annotated[str, StringConstraints(strip_whitespace=False)], Any],
+    AfterValidator(_small_object),
+]
+
+
 class Slot(BaseModel):
     """When and for how many: all that `check_availability` needs."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reservation_date: dt.date
-    reservation_time: dt.time
-    party_size: int = Field(ge=1, le=20, strict=True)
-
-    @field_validator("reservation_date", mode="before")
-    @classmethod
-    def _iso_date(cls, value: Any) -> dt.date:
-        return parse_iso_date(value)
-
-    @field_validator("reservation_time", mode="before")
-    @classmethod
-    def _hh_mm(cls, value: Any) -> dt.time:
-        if isinstance(value, dt.time):
-            return value
-        if isinstance(value, str) and len(value) == 5:
-            try:
-                return dt.datetime.strptime(value, "%H:%M").time()
-            except ValueError:
-                pass
-        raise ValueError("must be a 24-hour time as HH:MM, e.g. 19:30")
+    reservation_date: IsoDate
+    reservation_time: HhMm
+    party_size: PartySize
 
 
 class ReservationRequest(Slot):
     """A booking as asked for; `validate_request` adds the rules that need context."""
 
-    name: str = Field(min_length=1, max_length=NAME_MAX)
+    name: Name
     phone_number: str = Field(min_length=1, max_length=40)
-    # Keys as sent: the model's str_strip_whitespace would turn " note" into "note", and
-    # {" a ": 1, "a": 2} into {"a": 2}.
-    other_info: dict[Annotated[str, StringConstraints(strip_whitespace=False)], Any] = Field(
-        default_factory=dict
-    )
+    other_info: OtherInfo = Field(default_factory=dict)
 
-    @field_validator("name")
-    @classmethod
-    def _storable_name(cls, value: str) -> str:
-        if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, not with a 500
-            raise ValueError("must not contain NUL characters")
-        return value
 
-    @field_validator("other_info")
-    @classmethod
-    def _small_object(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            encoded = orjson.dumps(value)
-        except orjson.JSONEncodeError:  # parsed JSON may nest deeper than orjson writes (254)
-            raise ValueError("is nested too deeply") from None
-        if len(encoded) > MAX_OTHER_INFO_BYTES:
-            raise ValueError(f"must be at most {MAX_OTHER_INFO_BYTES} bytes of JSON")
-        if _has_nul(value):  # jsonb refuses \u0000 in keys and strings
-            raise ValueError("must not contain NUL characters (\\u0000)")
-        return value
+class ReservationChange(BaseModel):
+    """A change to a booking: any of its fields but the phone number, under the same rules."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: Name | None = None
+    reservation_date: IsoDate | None = None
+    reservation_time: HhMm | None = None
+    party_size: PartySize | None = None
+    other_info: OtherInfo | None = None
+
+
+CHANGE_FIELDS = tuple(ReservationChange.model_fields)
 
 
 def _has_nul(value: Any) -> bool:
@@ -145,11 +163,12 @@ class RequestInvalid(Exception):
         self.fields = fields
 
 
-def _validate(model: type[Slot], data: Any, today: dt.date) -> tuple[Any, dict[str, str]]:
+def _validate(model: type[BaseModel], data: Any, today: dt.date) -> tuple[Any, dict[str, str]]:
     """The model (or None) and every field problem, the past-date rule included."""
     if not isinstance(data, dict):
         raise RequestInvalid({"body": "must be a JSON object"})
     fields: dict[str, str] = {}
+    parsed: Any
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -158,7 +177,7 @@ def _validate(model: type[Slot], data: Any, today: dt.date) -> tuple[Any, dict[s
             fields.setdefault(loc, _message(error))
         parsed = None
     if "reservation_date" not in fields:
-        when = parsed.reservation_date if parsed else _date_or_none(data["reservation_date"])
+        when = parsed.reservation_date if parsed else _date_or_none(data.get("reservation_date"))
         if when is not None and when < today:
             fields["reservation_date"] = f"must not be in the past (today is {today.isoformat()})"
     return parsed, fields
@@ -185,6 +204,25 @@ def validate_request(data: Any, *, region: str, today: dt.date) -> ReservationRe
     if fields or request is None:
         raise RequestInvalid(fields)
     return request.model_copy(update={"phone_number": phone})
+
+
+def validate_change(data: Any, *, today: dt.date) -> dict[str, Any]:
+    """Parse a change: the fields given, checked as at booking. Raises `RequestInvalid`."""
+    if not isinstance(data, dict):
+        raise RequestInvalid({"body": "must be a JSON object"})
+    fields: dict[str, str] = {}
+    if "phone_number" in data:
+        fields["phone_number"] = "cannot be changed: cancel the booking and make a new one"
+    nulls = {key: "must not be null" for key in CHANGE_FIELDS if key in data and data[key] is None}
+    rest = {k: v for k, v in data.items() if k != "phone_number" and k not in nulls}
+    if not data:
+        fields["body"] = "must contain at least one of " + ", ".join(CHANGE_FIELDS)
+    change, problems = _validate(ReservationChange, rest, today)
+    fields.update(nulls)
+    fields.update(problems)
+    if fields or change is None:
+        raise RequestInvalid(fields)
+    return {key: getattr(change, key) for key in change.model_fields_set}
 
 
 def _date_or_none(value: Any) -> dt.date | None:

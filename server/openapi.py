@@ -16,6 +16,7 @@ _RESERVATION = {
         "party_size",
         "other_info",
         "confirmation_number",
+        "status",
         "created_at",
         "updated_at",
     ],
@@ -27,6 +28,7 @@ _RESERVATION = {
         "party_size": {"type": "integer", "minimum": 1, "maximum": 20},
         "other_info": {"type": "object"},
         "confirmation_number": {"type": "string", "pattern": "^[2-9A-HJKMNP-Z]{6}$"},
+        "status": {"type": "string", "enum": ["confirmed", "cancelled"]},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },
@@ -63,14 +65,164 @@ def _request_schema() -> dict[str, Any]:
     return schema
 
 
+_CHANGE = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+        "reservation_date": {"type": "string", "format": "date"},
+        "reservation_time": {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$"},
+        "party_size": {"type": "integer", "minimum": 1, "maximum": 20},
+        "other_info": {"type": "object"},
+    },
+}
+
+_PAGE = {
+    "type": "object",
+    "required": ["items", "next_cursor"],
+    "properties": {
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/Reservation"}},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
+
+_HISTORY = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "action", "at", "source", "call", "before", "after"],
+                "properties": {
+                    "id": {"type": "integer", "description": "the live feed's event id"},
+                    "action": {"enum": ["created", "changed", "cancelled", "replaced"]},
+                    "at": {"type": "string", "format": "date-time"},
+                    "source": {"enum": ["rest", "voice", "staff"]},
+                    "call": {"type": ["string", "null"]},
+                    "phone_number": {"type": "string"},
+                    "before": {"type": ["object", "null"]},
+                    "after": {"type": ["object", "null"]},
+                },
+            },
+        }
+    },
+}
+
+_PHONE_PARAM = {
+    "name": "phone_number",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+_STAFF: list[dict[str, list[str]]] = [{"staffToken": []}]
+_STAFF_NOTE = (
+    " Staff only: Authorization: Bearer <STAFF_TOKEN> when STAFF_TOKEN is set, else loopback."
+)
+
+
 def _json(schema: dict[str, Any] | str, description: str) -> dict[str, Any]:
     if isinstance(schema, str):
         schema = {"$ref": f"#/components/schemas/{schema}"}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _staff_errors() -> dict[str, Any]:
+    return {
+        "401": _json("Error", "STAFF_TOKEN is set and was not sent"),
+        "403": _json("Error", "STAFF_TOKEN is unset and the client is not on this machine"),
+        "503": _json("Error", "database unavailable"),
+    }
+
+
+def _staff_paths() -> dict[str, Any]:
+    phone = [_PHONE_PARAM]
+    source = {
+        "name": "X-Source",
+        "in": "header",
+        "schema": {"enum": ["rest", "staff"]},
+        "description": "recorded in the history (the staff page sends staff)",
+    }
+    return {
+        "list": {
+            "summary": "The book: bookings by date and time, keyset-paginated." + _STAFF_NOTE,
+            "security": _STAFF,
+            "parameters": [
+                {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"enum": ["confirmed", "cancelled", "all"], "default": "confirmed"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                },
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _json(_PAGE, "one page; next_cursor null at the end"),
+                "422": _json("Error", "invalid parameters or cursor"),
+                **_staff_errors(),
+            },
+        },
+        "patch": {
+            "summary": "Change the phone's upcoming booking (same confirmation number)."
+            + _STAFF_NOTE,
+            "security": _STAFF,
+            "parameters": [*phone, source],
+            "requestBody": {"required": True, **_json(_CHANGE, "the fields to change")},
+            "responses": {
+                "200": _json("Reservation", "the changed booking"),
+                "400": _json("Error", "body is not JSON"),
+                "404": _json("Error", "no upcoming booking"),
+                "413": _json("Error", "body over 16 KB"),
+                "422": _json("Error", "invalid fields"),
+                **_staff_errors(),
+            },
+        },
+        "delete": {
+            "summary": "Cancel the phone's upcoming booking." + _STAFF_NOTE,
+            "security": _STAFF,
+            "parameters": [*phone, source],
+            "responses": {
+                "200": _json("Reservation", "the cancelled booking (status cancelled)"),
+                "404": _json("Error", "no upcoming booking"),
+                "422": _json("Error", "not a valid phone number"),
+                **_staff_errors(),
+            },
+        },
+        "history": {
+            "summary": "Everything that happened to the phone's bookings, oldest first."
+            + _STAFF_NOTE,
+            "security": _STAFF,
+            "parameters": phone,
+            "responses": {
+                "200": _json(_HISTORY, "the history"),
+                "422": _json("Error", "not a valid phone number"),
+                **_staff_errors(),
+            },
+        },
+        "events": {
+            "summary": "The live feed (server-sent events): `ready`, then one `change` per "
+            "history row, `id:` its seq; send Last-Event-ID to resume." + _STAFF_NOTE,
+            "security": _STAFF,
+            "parameters": [{"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "text/event-stream"},
+                "422": _json("Error", "Last-Event-ID is not a number"),
+                **_staff_errors(),
+            },
+        },
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     error = "Error"
+    staff = _staff_paths()
     return {
         "openapi": "3.1.0",
         "info": {"title": "Restaurant reservations", "version": "1.0.0"},
@@ -88,8 +240,11 @@ def build_openapi() -> dict[str, Any]:
                         "422": _json(error, "invalid fields"),
                         "503": _json(error, "database unavailable"),
                     },
-                }
+                },
+                "get": staff["list"],
             },
+            "/api/reservations/events": {"get": staff["events"]},
+            "/api/reservations/{phone_number}/history": {"get": staff["history"]},
             "/api/reservations/{phone_number}": {
                 "get": {
                     "summary": "The reservation held by a phone number",
@@ -107,14 +262,17 @@ def build_openapi() -> dict[str, Any]:
                         "422": _json(error, "not a valid phone number"),
                         "503": _json(error, "database unavailable"),
                     },
-                }
+                },
+                "patch": staff["patch"],
+                "delete": staff["delete"],
             },
         },
         "components": {
+            "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "ReservationRequest": _request_schema(),
                 "Reservation": _RESERVATION,
                 "Error": _ERROR,
-            }
+            },
         },
     }

@@ -22,6 +22,7 @@ import uvicorn
 
 from server.call.switchboard import drain_all
 from server.clients import UVICORN_OPTIONS
+from server.live_feed import end_all_streams
 from server.settings import Settings
 
 log = logging.getLogger("server")
@@ -79,6 +80,7 @@ class GracefulServer(uvicorn.Server):
         async def drain_then_exit() -> None:
             log.info("signal %d: ending calls before shutting down", sig)
             try:
+                end_all_streams()  # the staff pages' live feeds reconnect to another process
                 await drain_all()
             finally:
                 super(GracefulServer, self).handle_exit(sig, frame)

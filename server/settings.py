@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     # --- who may connect ---
     access_token: SecretStr | None = None  # set: required on /v1/realtime and /api/*
-    staff_token: SecretStr | None = None  # the staff book's token (start-up warns when unset)
+    staff_token: SecretStr | None = None  # set: the staff routes need it; unset: loopback only
     # Comma-separated origins a browser page may open the socket from and frame the pages from,
     # besides the server's own; "*" lets any website in (deliberately).
     allowed_origins: str = ""
@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     db_connect_timeout_s: float = Field(5.0, gt=0)
     db_startup_wait_s: float = Field(5.0, ge=0)  # retry window before start-up gives up
     db_statement_cache_size: int = Field(100, ge=0)  # 0 behind PgBouncer transaction pooling < 1.21
+    # the live feed's LISTEN connection: checked this often, reconnected after this much backoff
+    db_listen_check_s: float = Field(5.0, gt=0)
+    db_listen_retry_max_s: float = Field(5.0, gt=0)
+    staff_feed_keepalive_s: float = Field(15.0, gt=0)  # an SSE comment this often keeps it open
 
     # --- restaurant rules ---
     restaurant_name: str = "Luma Bistro"
@@ -88,6 +92,7 @@ class Settings(BaseSettings):
     # --- realtime model ---
     openai_api_key: SecretStr | None = None  # unset: the offline model runs inside the server
     openai_base_url: str | None = None  # as the openai SDK reads it; points tests at a local model
+    openai_websocket_base_url: str | None = None  # the SDK's option: sockets apart from base_url
     realtime_model: str = "gpt-realtime"
     realtime_voice: str = "marin"
     model_connect_timeout_s: float = Field(10.0, gt=0)
@@ -110,6 +115,11 @@ class Settings(BaseSettings):
     transfer_number: str | None = None  # set: the host can transfer a caller here (E.164)
     silence_prompt_s: float = Field(8.0, gt=0)  # caller silent this long: "are you there?"
     silence_hangup_s: float = Field(10.0, gt=0)  # ... and this much longer: goodbye, hang up
+
+    # --- phone calls over SIP (OpenAI's SIP interface; the sideband carries no audio) ---
+    openai_webhook_secret: SecretStr | None = None  # whsec_...: set turns POST /openai/webhook on
+    sip_request_timeout_s: float = Field(10.0, gt=0)  # one accept/reject/refer/hangup request
+    sip_playout_timeout_s: float = Field(15.0, gt=0)  # last words' playout awaited at most this
 
     @field_validator("restaurant_timezone")
     @classmethod

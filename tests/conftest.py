@@ -64,17 +64,17 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 @pytest.fixture
 async def pool(database: Database) -> asyncpg.Pool:
     """The session pool, on an empty reservations table."""
-    await database.pool.execute("TRUNCATE reservations")
+    await database.pool.execute("TRUNCATE reservations, reservation_history")
     return database.pool
 
 
-def free_socket() -> socket.socket:
+def free_socket(port: int = 0) -> socket.socket:
     """A bound loopback socket: the port is known before the server starts."""
     # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
     # so, and without it every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     return sock
 
 
@@ -103,10 +103,10 @@ class LiveServer:
 
 @contextlib.asynccontextmanager
 async def serve_asgi(
-    app: object, lifespan: str = "on"
+    app: object, lifespan: str = "on", port: int = 0
 ) -> AsyncIterator[tuple[int, uvicorn.Server]]:
     """Run an ASGI app under uvicorn, configured as `python -m server` is, on a loopback port."""
-    sock = free_socket()
+    sock = free_socket(port)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app, log_level="warning", lifespan=lifespan, **uvicorn_ws_options(), **UVICORN_OPTIONS
@@ -129,11 +129,16 @@ async def serve_asgi(
 
 
 @contextlib.asynccontextmanager
-async def serve_app(settings: Settings) -> AsyncIterator[LiveServer]:
-    """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration."""
+async def serve_app(settings: Settings, port: int = 0) -> AsyncIterator[LiveServer]:
+    """Run `create_app(settings)` under uvicorn on a loopback port for the block's duration
+    (`port` 0: any free one; a given port lets a test restart a server where it was)."""
     app = create_app(settings)
-    async with serve_asgi(app) as (port, _):
-        yield LiveServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, app)
+    async with serve_asgi(app, port=port) as (bound, _):
+        try:
+            yield LiveServer(f"http://127.0.0.1:{bound}", f"ws://127.0.0.1:{bound}", settings, app)
+        finally:
+            # As on SIGTERM: open live-feed streams end, or uvicorn would wait for them.
+            app.state.live_feed.end_streams()
 
 
 @pytest.fixture(scope="session")

@@ -138,7 +138,13 @@ async def test_unknown_route_and_method_are_json_errors(client):
 async def test_openapi_describes_both_endpoints(client):
     document = (await client.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {"/api/reservations", "/api/reservations/{phone_number}"}
+    assert set(document["paths"]) == {
+        "/api/reservations",
+        "/api/reservations/{phone_number}",
+        "/api/reservations/{phone_number}/history",
+        "/api/reservations/events",
+    }
+    assert set(document["paths"]["/api/reservations/{phone_number}"]) == {"get", "patch", "delete"}
     post = document["paths"]["/api/reservations"]["post"]
     assert {"201", "200", "400", "409", "413", "422", "503"} <= set(post["responses"])
     request_schema = document["components"]["schemas"]["ReservationRequest"]

@@ -520,6 +520,8 @@ def _schemathesis(base_url: str, max_examples: int) -> list[str]:
     ran = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path == "/api/reservations/events":
+            continue  # a stream that never ends by itself: tests/test_staff_feed.py covers it
         run(operation, GenerationMode.POSITIVE, checks)
         ran.append(f"{operation.label} positive")
         if operation.body:
@@ -535,6 +537,11 @@ async def test_schemathesis_against_the_served_openapi(live_server, pool):
         "POST /api/reservations positive",
         "POST /api/reservations negative",
         "GET /api/reservations/{phone_number} positive",
+        "GET /api/reservations positive",
+        "GET /api/reservations/{phone_number}/history positive",
+        "PATCH /api/reservations/{phone_number} positive",
+        "PATCH /api/reservations/{phone_number} negative",
+        "DELETE /api/reservations/{phone_number} positive",
     }
     rows = await pool.fetch("SELECT phone_number, party_size FROM reservations")
     assert all(E164.match(r["phone_number"]) and 1 <= r["party_size"] <= 20 for r in rows)

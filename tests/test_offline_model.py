@@ -25,9 +25,10 @@ import websockets
 from openai import AsyncOpenAI
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.offline_model import OfflineModel, start
+from server.offline_model import OfflineModel, dialog, start
 from server.offline_model.audio import EnergyVad, synthesize
-from server.offline_model.dialog import Call, Slots, answer, ask, decide, spell
+from server.offline_model.conversation import NOT_HEARD
+from server.offline_model.dialog import Call, Say, Slots, answer, ask, decide, spell
 from server.offline_model.echo import echo_frame
 from server.offline_model.intents import parse
 from server.realtime import protocol as p
@@ -448,7 +449,7 @@ async def test_server_vad_commits_a_turn_and_answers(client: Session) -> None:
     await client.expect(p.ITEM_DONE)
     events = await client.until(p.RESPONSE_DONE)
     transcript = next(e for e in events if e["type"] == p.OUTPUT_TRANSCRIPT_DONE)["transcript"]
-    assert "offline mode please type" in transcript
+    assert transcript == NOT_HEARD  # a pure tone holds no words for the recogniser
 
 
 async def test_barge_in_cancels_the_response(client: Session) -> None:
@@ -597,3 +598,71 @@ def test_a_refused_session_update_changes_nothing() -> None:
     assert updated["type"] == "session.updated"
     assert updated["session"]["audio"]["output"]["voice"] == "cedar"
     assert updated["session"]["audio"]["input"]["turn_detection"]["threshold"] == 0.5
+
+
+# --- changing and cancelling by voice --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("move my booking to 8pm", dict(intent="change", time="20:00")),
+        ("Make it 6 people", dict(intent="change", party_size=6)),
+        ("Can you reschedule to Friday? I'm Ada, 9820 7272",
+         dict(intent="change", date="2026-06-12", name="Ada", phone="98207272")),
+        ("cancel my reservation, name Ada Lovelace, phone 9820 7272",
+         dict(intent="cancel", name="Ada Lovelace", phone="98207272")),
+        ("yes please", dict(answer="yes")),
+        ("No, leave it", dict(answer="no")),
+        ("make it happen", {}),
+    ],
+)  # fmt: skip
+def test_parse_change_and_cancel(text: str, expected: dict[str, Any]) -> None:
+    parsed = parse(text, TODAY)
+    assert {key: value for key, value in vars(parsed).items() if value is not None} == expected
+
+
+def test_a_change_is_read_back_and_needs_a_yes() -> None:
+    tools = {"change_reservation", "cancel_reservation"}
+    slots = Slots()
+    slots.absorb(parse("move my booking to 8pm", TODAY))
+    assert decide(slots, tools) == Say(
+        "What name is the booking under, and what phone number did you book with?"
+    )
+    slots.absorb(parse("Ada Lovelace, 9820 7272", TODAY))
+    assert "name is" in decide(slots, tools).text  # "Ada Lovelace" alone is not a name cue
+    slots.absorb(parse("my name is Ada Lovelace, 9820 7272", TODAY))
+    assert decide(slots, tools) == Say(
+        "To confirm: change the booking under Ada Lovelace to 8 pm. Shall I go ahead?"
+    )
+    slots.absorb(parse("yes", TODAY))
+    assert decide(slots, tools) == Call(
+        "change_reservation", {"phone_number": "98207272", "name": "Ada Lovelace", "time": "20:00"}
+    )
+    moved = {"name": "Ada", "party_size": 4, "reservation_date": "2026-06-11",
+             "reservation_time": "20:00"}  # fmt: skip
+    output = {"ok": True, "status": "changed", "confirmation_number_spelled": "Q 7 Z",
+              "reservation": moved}  # fmt: skip
+    said = answer(Call("change_reservation", {}), json.dumps(output), slots)
+    assert said == (
+        "Done, Ada: your booking is now a table for 4 on Thursday, June 11 at 8 pm. "
+        "Your confirmation number stays Q 7 Z."
+    )
+    # A yes said earlier never confirms a later request; a no changes nothing.
+    slots.absorb(parse("cancel my reservation", TODAY))
+    assert decide(slots, tools).text.startswith("To confirm: cancel the booking under Ada")
+    slots.absorb(parse("no", TODAY))
+    assert decide(slots, tools) == Say(dialog.KEPT)
+    assert slots.intent is None
+
+
+def test_make_it_during_a_booking_amends_the_booking() -> None:
+    slots = Slots()
+    slots.absorb(parse("Book a table tomorrow at 7pm for 4", TODAY))
+    slots.absorb(parse("actually make it 6 people", TODAY))
+    assert (slots.intent, slots.party_size) == ("book", 6)
+
+
+def test_make_it_in_a_booking_turn_is_still_a_booking() -> None:
+    parsed = parse("Book a table for 2 tomorrow, make it 7pm, I'm Eve", TODAY)
+    assert (parsed.intent, parsed.time, parsed.party_size) == ("book", "19:00", 2)

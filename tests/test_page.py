@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib.util
+import sys
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ import pytest
 from server import offline_model
 from server.offline_model import dialog
 from server.offline_model.audio import synthesize
+from server.offline_model.conversation import NOT_HEARD
+from server.offline_model.intents import parse
 from server.realtime import protocol as p
 from tests.conftest import LiveServer, serve_app
 
@@ -49,6 +53,7 @@ async_api = pytest.importorskip("playwright.async_api", reason="pip install -e '
 async_api.expect.set_options(timeout=TIMEOUT_MS)
 
 BOOK = "Book a table for 4 tomorrow at 7pm, my name is Ada Lovelace, phone 9820 7272"
+SPOKEN_FIXTURE = "book-klatt-145"  # says BOOK; the README lists what it recovers
 PHONE_E164 = "+6598207272"  # 9820 7272 in the default region (SG)
 GREETING_SAMPLES = len(synthesize(dialog.GREETING)) // 2  # what the model says first, in samples
 
@@ -90,6 +95,30 @@ def fake_mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_wav = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_wav)
     return make_wav.write(tmp_path_factory.mktemp("mic") / "fake-mic.wav")
+
+
+def load_script(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(path.stem, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def spoken_booking_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A spoken booking fixture between silences: 2.5 s before it (the host greets first),
+    4 s after it (the turn ends, the booking is made) before Chromium loops the file."""
+    fixtures = load_script(DATA / "speech" / "make_fixtures.py")
+    pcm, rate = fixtures.read(DATA / "speech" / f"{SPOKEN_FIXTURE}.wav")
+    path = tmp_path_factory.mktemp("speech") / "spoken-booking.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(rate * 5) + pcm + bytes(rate * 8))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +321,7 @@ async def lookup(caller: Caller, server: LiveServer) -> None:
     await page.screenshot(path=str(ARTIFACTS / "lookup-phone.png"), full_page=True)
 
 
-async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model):
+async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model, server: LiveServer):
     page = caller.page
     before = (await model_stats(model))["audio_bytes_received"]
     await caller.start(muted=False)
@@ -318,11 +347,22 @@ async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model):
     await blank.close()
     assert (await model_stats(model))["audio_bytes_received"] - before >= counters["bytesSent"]
 
-    # Muting sends silence: the model's VAD ends the turn and answers the spoken words.
+    # Muting sends silence: the model's VAD ends the turn, the recogniser's words for the
+    # synthetic syllables (none, or a stray "a") are shown, and the host answers them as it
+    # would the same words typed.
     await page.click("#mute")
-    spoken = page.locator(".turn-user[data-how=spoken] .turn-text").first
-    await async_api.expect(spoken).to_have_text("(spoken)")
-    reply = page.locator(".turn-assistant", has_text=dialog.AUDIO_REPLY)
+    transcription = await caller.until(f"() => voiceTest.last['{p.INPUT_TRANSCRIPTION_COMPLETED}']")
+    heard = transcription["transcript"]
+    spoken = page.locator(f'.turn-user[data-item-id="{transcription["item_id"]}"] .turn-text')
+    await async_api.expect(spoken).to_have_text(heard.strip() or "(spoken)")
+    reply_text = NOT_HEARD
+    if heard.strip():
+        slots = dialog.Slots()
+        slots.absorb(parse(heard, server.settings.today()))
+        answer = dialog.decide(slots, dialog.TOOL_FOR.values())
+        assert isinstance(answer, dialog.Say)
+        reply_text = answer.text
+    reply = page.locator(".turn-assistant", has_text=reply_text).last
     await async_api.expect(reply).to_be_visible()
 
 
@@ -472,3 +512,79 @@ async def test_a_call_over_the_per_client_limit_is_explained(browser, settings, 
             "Too many calls are open from your network"
         )
         assert (await first.counters())["state"] == "connected"  # the first call goes on
+
+
+async def test_a_booking_changed_then_cancelled_by_voice_updates_the_card(caller: Caller, pool):
+    page = caller.page
+    await caller.start(muted=True)
+    await caller.type_turn(BOOK)
+    code = await card_code(page)
+
+    await caller.type_turn("Please move my booking to 8pm")
+    readback = page.locator(".turn-assistant", has_text="To confirm: change the booking")
+    await expect_visible(readback)
+    assert await page.inner_text("#card-time") == "7:00 PM"  # nothing changes before the yes
+    await caller.type_turn("yes")
+    await caller.until("() => voiceTest.last['reservation.changed']")
+    assert await page.inner_text("#card-title") == "Booking changed"
+    assert await page.inner_text("#card-time") == "8:00 PM"
+    assert await page.get_attribute("#card-code", "data-code") == code  # same number
+
+    await caller.type_turn("Cancel my reservation")
+    await expect_visible(page.locator(".turn-assistant", has_text="To confirm: cancel"))
+    await caller.type_turn("yes")
+    await caller.until("() => voiceTest.last['reservation.cancelled']")
+    assert await page.inner_text("#card-title") == "Booking cancelled"
+    assert await page.get_attribute("#reservation-card", "data-kind") == "cancelled"
+    await page.screenshot(path=str(ARTIFACTS / "cancelled.png"), full_page=True)
+
+    rows = await pool.fetch(
+        "SELECT action, source FROM reservation_history WHERE phone_number = $1 ORDER BY seq",
+        PHONE_E164,
+    )
+    assert [(r["action"], r["source"]) for r in rows] == [
+        ("created", "voice"),
+        ("changed", "voice"),
+        ("cancelled", "voice"),
+    ]
+
+
+async def expect_visible(locator: Any) -> None:
+    await async_api.expect(locator).to_be_visible()
+
+
+async def test_a_booking_spoken_into_the_microphone_is_confirmed_with_no_typing(
+    settings, server: LiveServer, pool, spoken_booking_wav: Path
+):
+    """Chromium's fake microphone plays an espeak-ng booking; the offline model recognises it,
+    calls make_reservation, and the page shows the confirmed booking and what it heard."""
+    async with async_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=chromium_args(spoken_booking_wav),
+            timeout=TIMEOUT_MS,
+        )
+        try:
+            async with open_caller(chromium, server) as caller:
+                page = caller.page
+                await caller.start(muted=False)
+                heard = page.locator(".turn-user[data-how=spoken] .turn-text", has_text="Lovelace")
+                await async_api.expect(heard).to_be_visible(timeout=3 * TIMEOUT_MS)
+                code = await card_code(page)
+                assert await page.input_value("#message") == ""  # nothing was typed
+                row = await pool.fetchrow(
+                    "SELECT name, party_size, reservation_date, reservation_time,"
+                    " confirmation_number FROM reservations WHERE phone_number = $1",
+                    PHONE_E164,
+                )
+                assert row is not None, "the spoken booking is not in the database"
+                assert row["confirmation_number"] == code
+                assert (row["name"], row["party_size"]) == ("Ada Lovelace", 4)
+                assert row["reservation_time"] == dt.time(19, 0)
+                assert row["reservation_date"] == server.settings.today() + dt.timedelta(days=1)
+                transcript = await heard.first.inner_text()
+                assert "table for 4 tomorrow at 7 pm" in transcript
+                await page.screenshot(path=str(ARTIFACTS / "spoken-booking.png"), full_page=True)
+        finally:
+            await chromium.close()

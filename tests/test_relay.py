@@ -123,6 +123,8 @@ async def test_session_update_carries_instructions_tools_and_audio(server):
         "check_availability",
         "make_reservation",
         "lookup_reservation",
+        "change_reservation",
+        "cancel_reservation",
     }
     assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert session["audio"]["input"]["turn_detection"]["interrupt_response"] is True

@@ -209,3 +209,14 @@ async def test_a_silent_page_is_asked_then_closed(settings, database, scripted):
                     events.append(orjson.loads(await page.recv()))
         assert page.close_code == 1000 and page.close_reason == "caller silent"
         assert p.CALL_END_REQUESTED in [e["type"] for e in events]
+
+
+def test_where_openai_plays_the_audio_the_clock_starts_when_playout_stops():
+    s = session(prompt_s=8, hangup_s=10)
+    model(s, 0.0, "response.created", response={"id": "r1"})
+    model(s, 0.1, p.PLAYOUT_STARTED, response_id="r1")
+    model(s, 0.5, "response.done", response={"id": "r1", "status": "completed"})
+    assert s.tick(20.0) == []  # still playing to the caller: nobody is waiting yet
+    model(s, 21.0, p.PLAYOUT_STOPPED, response_id="r1")
+    assert s.tick(28.9) == []
+    assert kinds(s.tick(29.1)) == [p.ITEM_CREATE, p.RESPONSE_CREATE]

@@ -42,7 +42,13 @@ async def run(ctx, name, args, deadline_s=5.0):
 
 def test_schemas_are_function_tools_with_required_fields():
     schemas = {s["name"]: s for s in REGISTRY.schemas()}
-    booking = {"check_availability", "make_reservation", "lookup_reservation"}
+    booking = {
+        "check_availability",
+        "make_reservation",
+        "lookup_reservation",
+        "change_reservation",
+        "cancel_reservation",
+    }
     assert set(schemas) == booking | {"end_call", "transfer_call"}
     page = {s["name"] for s in REGISTRY.schemas(without=CALL_CONTROL)}
     assert page == booking  # a page cannot be hung up or transferred by the host

@@ -18,7 +18,7 @@ import asyncpg
 import orjson
 
 from server.realtime import protocol as p
-from server.reservations import DatabaseUnavailable
+from server.reservations import DatabaseUnavailable, Origin
 from server.settings import Settings
 
 log = logging.getLogger("tools")
@@ -26,10 +26,20 @@ log = logging.getLogger("tools")
 
 @dataclass(frozen=True)
 class ToolContext:
-    """What a handler may use: the shared pool and the settings. Nothing of the relay."""
+    """What a handler may use: the shared pool and the settings. Nothing of the relay.
+
+    `source` and `call_id` say who acts, for the bookings' history: the call core gives each
+    call its own context with `dataclasses.replace(ctx, call_id=...)`.
+    """
 
     pool: asyncpg.Pool
     settings: Settings
+    source: str = "voice"
+    call_id: str | None = None
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self.source, self.call_id)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""check_availability, make_reservation, lookup_reservation: schemas beside their handlers.
+"""The model's booking tools, schemas beside their handlers: check_availability,
+make_reservation, lookup_reservation, change_reservation and cancel_reservation.
 
 They go through the same `server.models` rules and `server.reservations` SQL as the REST API, so
 a booking made by voice and one made over HTTP cannot disagree.
@@ -16,6 +17,7 @@ from server.models import (
     InvalidPhoneNumber,
     RequestInvalid,
     normalize_phone,
+    validate_change,
     validate_request,
     validate_slot,
 )
@@ -109,7 +111,7 @@ async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult
     except RequestInvalid as exc:
         raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
 
-    result = await reservations.book(ctx.pool, request, today)
+    result = await reservations.book(ctx.pool, request, today, ctx.origin)
     held = result.reservation
     if result.outcome == "conflict":
         return failure(
@@ -151,23 +153,34 @@ def names_match(said: str, on_booking: str) -> bool:
     return max(fuzz.token_set_ratio(said, on_booking), squeezed) >= NAME_MATCH_THRESHOLD
 
 
-async def lookup_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+def _caller(args: dict[str, Any], ctx: ToolContext, allowed: set[str]) -> str:
+    """Check the phone and name every guarded tool needs; returns the phone in E.164."""
     _require(args, "phone_number", "name")
+    unknown = set(args) - allowed
+    if unknown:
+        raise ToolArgumentsInvalid({k: "is not a known argument" for k in sorted(unknown)})
     if not isinstance(args["name"], str):
         raise ToolArgumentsInvalid({"name": "must be text"})
     if not isinstance(args["phone_number"], str):
         raise ToolArgumentsInvalid({"phone_number": "must be text"})
     try:
-        phone = normalize_phone(args["phone_number"], ctx.settings.default_region)
+        return normalize_phone(args["phone_number"], ctx.settings.default_region)
     except InvalidPhoneNumber as exc:
         raise ToolArgumentsInvalid({"phone_number": str(exc)}) from None
 
+
+def _not_found() -> ToolResult:
+    """A wrong name gets exactly the answer of no booking: a phone number alone reveals nothing."""
+    message = "I could not find a reservation for that phone number and name."
+    output = {"ok": True, "found": False, "message": message}
+    return ToolResult(output, p.custom_event(p.RESERVATION_NOT_FOUND, message=message))
+
+
+async def lookup_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    phone = _caller(args, ctx, {"phone_number", "name"})
     found = await reservations.find(ctx.pool, phone)
-    # A wrong name gets exactly the answer of no booking: a phone number alone reveals nothing.
     if found is None or not names_match(args["name"], found.name):
-        message = "I could not find a reservation for that phone number and name."
-        output = {"ok": True, "found": False, "message": message}
-        return ToolResult(output, p.custom_event(p.RESERVATION_NOT_FOUND, message=message))
+        return _not_found()
     reservation = found.to_json()
     output = {
         "ok": True,
@@ -179,6 +192,97 @@ async def lookup_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
         p.RESERVATION_FOUND,
         reservation=reservation,
         confirmation_number=found.confirmation_number,
+    )
+    return ToolResult(output, event)
+
+
+# --- change_reservation -------------------------------------------------------------------------
+
+_CHANGE_ARGS = {"phone_number", "name", "date", "time", "party_size", "notes"}
+
+
+async def change_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    phone = _caller(args, ctx, _CHANGE_ARGS)
+    # Arguments the model left out (or sent empty) are not changes.
+    given = {"date": "reservation_date", "time": "reservation_time", "party_size": "party_size"}
+    body = {col: args[name] for name, col in given.items() if args.get(name) not in (None, "")}
+    notes = args.get("notes")
+    if notes is not None and not isinstance(notes, str):
+        raise ToolArgumentsInvalid({"notes": "must be text"})
+    if notes is not None:
+        body["other_info"] = {"notes": notes.strip()}
+    if not body:
+        raise ToolArgumentsInvalid(
+            {"changes": "say what to change: date, time, party size or notes"}
+        )
+    try:
+        changes = validate_change(body, today=ctx.settings.today())
+    except RequestInvalid as exc:
+        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
+
+    def merged(before: reservations.Reservation) -> dict[str, Any]:
+        """New notes join the booking's other details instead of replacing them."""
+        if "other_info" not in changes:
+            return changes
+        other = {k: v for k, v in before.other_info.items() if k != "notes"}
+        if changes["other_info"]["notes"]:
+            other["notes"] = changes["other_info"]["notes"]
+        return {**changes, "other_info": other}
+
+    result = await reservations.change(
+        ctx.pool,
+        phone,
+        merged,
+        ctx.settings.today(),
+        ctx.origin,
+        guard=lambda held: names_match(args["name"], held.name),
+    )
+    if result.reservation is None or result.before is None:
+        return _not_found()
+    after, before = result.reservation, result.before
+    code = after.confirmation_number
+    output = {
+        "ok": True,
+        "status": result.outcome,  # "changed" | "unchanged"
+        "confirmation_number_spelled": spell(code),
+        "reservation": after.to_json(),
+        "previous": before.to_json(),
+    }
+    event = p.custom_event(
+        p.RESERVATION_CHANGED,
+        reservation=after.to_json(),
+        previous=before.to_json(),
+        confirmation_number=code,
+        changed=result.outcome == "changed",
+    )
+    return ToolResult(output, event)
+
+
+# --- cancel_reservation -------------------------------------------------------------------------
+
+
+async def cancel_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+    phone = _caller(args, ctx, {"phone_number", "name"})
+    result = await reservations.cancel(
+        ctx.pool,
+        phone,
+        ctx.settings.today(),
+        ctx.origin,
+        guard=lambda held: names_match(args["name"], held.name),
+    )
+    if result.reservation is None:
+        return _not_found()
+    cancelled = result.reservation
+    output = {
+        "ok": True,
+        "status": "cancelled",
+        "confirmation_number_spelled": spell(cancelled.confirmation_number),
+        "reservation": cancelled.to_json(),
+    }
+    event = p.custom_event(
+        p.RESERVATION_CANCELLED,
+        reservation=cancelled.to_json(),
+        confirmation_number=cancelled.confirmation_number,
     )
     return ToolResult(output, event)
 
@@ -227,5 +331,39 @@ BOOKING_TOOLS = [
             "additionalProperties": False,
         },
         lookup_reservation,
+    ),
+    Tool(
+        "change_reservation",
+        "Change the caller's upcoming reservation: date, time, party size or notes. Find it by "
+        "phone number and the name it is under; first read the change back and get a clear yes.",
+        {
+            "type": "object",
+            "properties": {
+                "phone_number": _PHONE,
+                "name": _NAME,
+                "date": {**_DATE, "description": "The new date, if it changes (YYYY-MM-DD)."},
+                "time": {**_TIME, "description": "The new time, if it changes (HH:MM, 24-hour)."},
+                "party_size": {**_PARTY, "description": "The new number of guests, if it changes."},
+                "notes": {
+                    "type": "string",
+                    "description": "New special requests (replacing the old); empty clears them.",
+                },
+            },
+            "required": ["phone_number", "name"],
+            "additionalProperties": False,
+        },
+        change_reservation,
+    ),
+    Tool(
+        "cancel_reservation",
+        "Cancel the caller's upcoming reservation, found by phone number and the name it is "
+        "under. Confirm with the caller first.",
+        {
+            "type": "object",
+            "properties": {"phone_number": _PHONE, "name": _NAME},
+            "required": ["phone_number", "name"],
+            "additionalProperties": False,
+        },
+        cancel_reservation,
     ),
 ]

@@ -116,6 +116,10 @@ class CallSpec:
     caller: str | None = None  # the caller's phone number, when the transport knows it
     peer: str = "?"  # the caller's address, for logs
     greet: bool = False  # the host speaks first (phones), without waiting for the caller
+    # The model session is the call's own and outlives its socket (a SIP call's sideband): after
+    # a drop the new socket gets the settings but not the conversation, which the session still
+    # holds, and the session is never rotated (it ends with the call).
+    sideband: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -235,10 +239,11 @@ class Call:
             tasks = [
                 asyncio.ensure_future(self.read_caller()),
                 asyncio.ensure_future(self.read_model()),
-                asyncio.ensure_future(self.rotate_model()),
                 asyncio.ensure_future(self.watchdog()),
                 self.stopping,
             ]
+            if not self.spec.sideband:
+                tasks.append(asyncio.ensure_future(self.rotate_model()))
             if self.session.silence is not None:
                 tasks.append(asyncio.ensure_future(self.silence_watch()))
             async with asyncio.timeout(self.settings.max_session_s):
@@ -438,7 +443,7 @@ class Call:
                     if exc.code in FATAL_MODEL_ERRORS:
                         break
                     continue
-                actions = self.session.replay(reason)
+                actions = self.session.replay(reason, conversation=not self.spec.sideband)
                 self._report()
                 try:
                     for action in actions:

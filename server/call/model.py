@@ -35,9 +35,10 @@ ModelClosed = ws_errors.ConnectionClosed  # what send/recv raise once the model 
 class ModelUnavailable(Exception):
     """The model connection could not be opened; `code` says why in one word for the client."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, status: int | None = None):
         super().__init__(message)
         self.code, self.message = code, message
+        self.status = status  # the HTTP status of a refused handshake (404: a SIP call is gone)
 
 
 class SdkModelConnection:
@@ -85,11 +86,26 @@ def _closed(task: asyncio.Future[None]) -> None:
 class ModelClient:
     """One SDK client per process; `connect()` opens one model session per call."""
 
-    def __init__(self, *, api_key: str, base_url: str | None, model: str, timeout_s: float):
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None,
+        model: str,
+        timeout_s: float,
+        websocket_base_url: str | None = None,
+    ):
         self.model = model
         self.base_url = base_url
         self.timeout_s = timeout_s
-        self.sdk = AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        # websocket_base_url: the SDK's own option, for a local model whose HTTP control plane
+        # (SIP accept/hangup) and sockets listen apart; unset, sockets go to base_url.
+        self.sdk = AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            websocket_base_url=websocket_base_url,
+            max_retries=0,
+        )
 
     async def connect(self, call_id: str | None = None) -> ModelConnection:
         """A new model session, or with `call_id` the sideband of a SIP call already accepted."""
@@ -121,7 +137,9 @@ class ModelClient:
                     "model_auth_failed", "The model refused the server's credentials."
                 ) from None
             raise ModelUnavailable(
-                "model_unavailable", f"The model refused the connection (HTTP {status})."
+                "model_unavailable",
+                f"The model refused the connection (HTTP {status}).",
+                status=status,
             ) from None
         except (OSError, ws_errors.WebSocketException) as exc:
             raise ModelUnavailable(

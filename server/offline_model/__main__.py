@@ -1,7 +1,8 @@
 """``python -m server.offline_model``: run the offline model until SIGINT/SIGTERM.
 
-Prints exactly one line, ``offline model listening on http://HOST:PORT/v1``, once the socket is
-bound (with ``--port 0`` it names the port actually chosen, which scripts and tests parse).
+Prints ``offline model listening on http://HOST:PORT/v1`` first, once the socket is bound (with
+``--port 0`` it names the port actually chosen, which scripts and tests parse), then the URL of
+its SIP control plane (give it to the SDK as ``base_url``, the first as ``websocket_base_url``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rate-limits", action="store_true", help="send rate_limits.updated after responses"
     )
+    parser.add_argument(
+        "--no-listen", action="store_true", help="no speech recognition (spoken turns: 'type it')"
+    )
+    parser.add_argument(
+        "--asr-workers", type=int, default=None, help="recogniser processes (default: cores / 2)"
+    )
     return parser.parse_args(argv)
 
 
@@ -42,6 +49,8 @@ async def _serve(args: argparse.Namespace) -> None:
         timezone=args.timezone,
         pace=args.pace,
         rate_limits=args.rate_limits,
+        listen=not args.no_listen,
+        asr_workers=args.asr_workers,
     )
     await model.start()
     stop = asyncio.Event()
@@ -50,6 +59,7 @@ async def _serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError):  # not available on Windows
             loop.add_signal_handler(signum, stop.set)
     print(f"offline model listening on {model.url}", flush=True)
+    print(f"SIP control plane on {model.sip.url}", flush=True)  # accept/reject/refer/hangup
     try:
         await stop.wait()
     finally:

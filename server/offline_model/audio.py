@@ -1,4 +1,4 @@
-"""Synthetic speech-like audio out, energy voice-activity detection in (PCM16 24 kHz mono).
+"""Synthetic speech-like audio out, energy voice-activity detection in (PCM16 mono, any rate).
 
 The offline model cannot speak or listen, but everything downstream of it can tell: players
 buffer audio, relays count bytes, barge-in tests need a response that lasts long enough to be
@@ -23,20 +23,18 @@ MS_PER_WORD = 60
 MIN_MS = 300
 MAX_MS = 3000
 WINDOW_MS = 20
-_WINDOW_BYTES = WINDOW_MS * p.PCM16_BYTES_PER_MS
 _FULL_SCALE = 32768.0
 
 
 @lru_cache(maxsize=64)
-def synthesize(text: str) -> bytes:
-    """PCM16 audio for ``text``: ~60 ms per word (300 ms to 3 s), deterministic for a given text.
+def synthesize(text: str, rate: int = p.PCM16_RATE) -> bytes:
+    """PCM16 audio for ``text`` at ``rate``: ~60 ms per word (300 ms to 3 s), deterministic.
 
     Each word becomes a burst of a low voiced tone with two harmonics under a rise-and-fall
     envelope, followed by a short gap, which looks like speech to meters and VADs.
     """
     words = text.split() or [""]
     total_ms = max(MIN_MS, min(MAX_MS, len(words) * MS_PER_WORD))
-    rate = p.PCM16_RATE
     total = total_ms * rate // 1000
     per_word = max(1, total // len(words))
     seed = zlib.crc32(text.encode())
@@ -84,11 +82,13 @@ class EnergyVad:
     of 2 % of full scale (about -34 dBFS), well above room noise and well below speech.
     Speech starts after ``min_speech_ms`` of loud windows and is reported ``prefix_padding_ms``
     early (like the API); it stops after ``silence_duration_ms`` of quiet, reported at that point.
+    ``rate`` is the PCM16 sample rate fed in: 24 kHz from pages, 8 kHz decoded from μ-law phones.
     """
 
     def __init__(
         self,
         *,
+        rate: int = p.PCM16_RATE,
         threshold: float = 0.5,
         prefix_padding_ms: int = 300,
         silence_duration_ms: int = 500,
@@ -96,6 +96,7 @@ class EnergyVad:
     ) -> None:
         self.configure(threshold, prefix_padding_ms, silence_duration_ms)
         self.min_speech_ms = min_speech_ms
+        self.window_bytes = rate * WINDOW_MS // 1000 * 2
         self.position_ms = 0  # audio seen so far, the API's timeline for audio_*_ms
         self.speaking = False
         self._pending = b""
@@ -107,6 +108,11 @@ class EnergyVad:
         self.prefix_padding_ms = max(0, prefix_padding_ms)
         self.silence_duration_ms = max(WINDOW_MS, silence_duration_ms)
 
+    def set_rate(self, rate: int) -> None:
+        """A new input format: audio buffered at the old rate is dropped (it is a new stream)."""
+        self.window_bytes = rate * WINDOW_MS // 1000 * 2
+        self._pending = b""
+
     def reset(self) -> None:
         """Forget an utterance in progress (``input_audio_buffer.clear``/commit)."""
         self.speaking = False
@@ -114,11 +120,12 @@ class EnergyVad:
 
     def feed(self, pcm: bytes) -> list[VadEvent]:
         data = self._pending + pcm
-        usable = len(data) - len(data) % _WINDOW_BYTES
+        size = self.window_bytes
+        usable = len(data) - len(data) % size
         self._pending = data[usable:]
         found: list[VadEvent] = []
-        for offset in range(0, usable, _WINDOW_BYTES):
-            loud = rms(data[offset : offset + _WINDOW_BYTES]) >= self.level
+        for offset in range(0, usable, size):
+            loud = rms(data[offset : offset + size]) >= self.level
             self.position_ms += WINDOW_MS
             if event := self._step(loud):
                 found.append(event)

@@ -3,7 +3,9 @@
 No sockets and no clock here (``today`` is injected), so every protocol rule — items echoed but
 not answered until ``response.create``, one response at a time, VAD turns, cancellation,
 truncation, error events — can be tested by feeding dicts. ``handle`` returns the events to send
-now, possibly followed by a ``ResponseRun`` for the I/O edge to stream with pacing.
+now, possibly followed by a ``ResponseRun`` for the I/O edge to stream with pacing, or by a
+``Transcribe`` job: the I/O edge runs the recogniser off the event loop and hands the words back
+through ``transcribed``, which answers the spoken turn exactly as a typed one (tools included).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import binascii
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -21,21 +24,36 @@ import orjson
 from server.realtime import protocol as p
 
 from . import dialog, events
-from .audio import EnergyVad, duration_ms
+from .audio import EnergyVad
 from .dialog import Call, Say, Slots
 from .events import Event
+from .formats import PCM, AudioFormat, format_of
 from .intents import parse
 from .response import ResponseRun
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-Output = Event | ResponseRun
+
+@dataclass(frozen=True)
+class Transcribe:
+    """A committed utterance for the recogniser: PCM16 mono at ``rate``."""
+
+    item_id: str
+    pcm: bytes
+    rate: int
+
+
+Output = Event | ResponseRun | Transcribe
 
 ITEM_DELETED = "conversation.item.deleted"
 ITEM_RETRIEVE = "conversation.item.retrieve"
 ITEM_RETRIEVED = "conversation.item.retrieved"
 MIN_COMMIT_MS = 100  # the API refuses to commit less than 100 ms of audio
+MAX_UTTERANCE_MS = 30_000  # audio kept for the recogniser; older audio of a longer turn is dropped
+IDLE_KEEP_MS = 1_000  # kept before speech starts (covers prefix_padding_ms)
+TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
+NOT_HEARD = "Sorry, I didn't catch that. Could you say it again, or type it?"
 
 
 class ClientError(Exception):
@@ -63,6 +81,7 @@ class Conversation:
         today: Callable[[], date],
         pace: float = 0.025,
         rate_limits: bool = False,
+        listen: bool = False,
     ) -> None:
         self.session = events.default_session(model)
         self.conversation_id = events.new_id("conv")
@@ -83,7 +102,13 @@ class Conversation:
         self._has_responded = False
         self._context_text_tokens = 0
         self._context_audio_tokens = 0
-        self._buffer_bytes = 0  # uncommitted input audio (only its length matters offline)
+        self._buffer_bytes = 0  # uncommitted input audio, in wire bytes
+        self._listen = listen  # a recogniser is at hand: committed turns become Transcribe jobs
+        self._input: AudioFormat = PCM
+        self._pcm = bytearray()  # uncommitted input audio as PCM16, for the recogniser
+        self._transcribing: set[str] = set()  # items the recogniser is working on
+        self._deferred: dict[str, Any] | None = None  # a response waiting for their words
+        self._heard: bool | None = None  # the last spoken turn: understood words, or not
         self._speech_item_id: str | None = None
         self._vad = EnergyVad()
         self._configure_vad()
@@ -174,10 +199,25 @@ class Conversation:
         merged = events.deep_merge(self.session, patch)
         merged["id"], merged["object"] = self.session["id"], self.session["object"]
         merged["type"] = "realtime"
+        for way in ("input", "output"):  # a format is replaced whole: pcmu has no "rate"
+            given = (patch.get("audio") or {}).get(way) or {}
+            if isinstance(given, dict) and "format" in given:
+                merged["audio"][way]["format"] = copy.deepcopy(given["format"])
         audio_input = merged.setdefault("audio", {}).setdefault("input", {})
         turn = audio_input.get("turn_detection")
         if isinstance(turn, dict) and turn.get("type") == "server_vad":
             audio_input["turn_detection"] = {**events.DEFAULT_TURN_DETECTION, **turn}
+        try:
+            formats = [
+                format_of(merged["audio"].get(way, {}).get("format")) for way in ("input", "output")
+            ]
+        except ValueError:
+            raise ClientError(
+                "invalid_value",
+                "Supported audio formats are {'type': 'audio/pcm', 'rate': 24000} and "
+                "{'type': 'audio/pcmu'}.",
+                "session.audio.format",
+            ) from None
         previous, self.session = self.session, merged
         try:
             self._configure_vad()
@@ -189,6 +229,10 @@ class Conversation:
                 "turn_detection threshold and durations must be numbers.",
                 "session.audio.input.turn_detection",
             ) from None
+        if formats[0] is not self._input:  # a new input format starts a new stream
+            self._input = formats[0]
+            self._vad.set_rate(self._input.rate)
+            self._reset_buffer()
         return [events.event(p.SESSION_UPDATED, session=copy.deepcopy(self.session))]
 
     def _turn_detection(self) -> dict[str, Any] | None:
@@ -227,11 +271,13 @@ class Conversation:
         if not isinstance(data, str):
             raise _missing("audio")
         try:
-            pcm = base64.b64decode(data, validate=True)
+            wire = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ClientError("invalid_value", "audio must be base64 encoded.", "audio") from exc
-        self.stats.audio_bytes_received += len(pcm)
-        self._buffer_bytes += len(pcm)
+        self.stats.audio_bytes_received += len(wire)
+        self._buffer_bytes += len(wire)
+        pcm = self._input.to_pcm16(wire)
+        self._keep(pcm)
         turn = self._turn_detection()
         if turn is None:
             return []
@@ -243,13 +289,30 @@ class Conversation:
                 out += self._speech_stopped(vad_event.ms, turn)
         return out
 
+    def _keep(self, pcm: bytes) -> None:
+        """Buffer input for the recogniser, bounded: a second before speech, 30 s of a turn."""
+        if not self._listen:
+            return
+        self._pcm += pcm
+        idle = self._turn_detection() is not None and not self._vad.speaking
+        keep_ms = IDLE_KEEP_MS if idle else MAX_UTTERANCE_MS
+        excess = len(self._pcm) - keep_ms * self._input.rate // 1000 * 2
+        if excess > 0:
+            del self._pcm[:excess]
+
+    def _reset_buffer(self) -> None:
+        self._buffer_bytes = 0
+        self._pcm.clear()
+
     def _speech_started(self, start_ms: int, turn: dict[str, Any]) -> list[Output]:
         self._speech_item_id = events.new_id("item")
         out: list[Output] = [
             events.event(p.SPEECH_STARTED, audio_start_ms=start_ms, item_id=self._speech_item_id)
         ]
-        if self.active is not None and turn.get("interrupt_response", True):
-            out += self.active.cancel("turn_detected")
+        if turn.get("interrupt_response", True):
+            self._deferred = None  # the caller goes on talking: answer once, after all of it
+            if self.active is not None:
+                out += self.active.cancel("turn_detected")
         return out
 
     def _speech_stopped(self, end_ms: int, turn: dict[str, Any]) -> list[Output]:
@@ -258,11 +321,11 @@ class Conversation:
         out: list[Output] = [events.event(p.SPEECH_STOPPED, audio_end_ms=end_ms, item_id=item_id)]
         out += self._commit(item_id)
         if turn.get("create_response", True) and self.active is None:
-            out += self._start_response({})
+            out += self._respond({})
         return out
 
     def _audio_commit(self, message: dict[str, Any]) -> list[Output]:
-        buffered_ms = duration_ms(self._buffer_bytes)
+        buffered_ms = self._input.ms(self._buffer_bytes)
         if buffered_ms < MIN_COMMIT_MS:
             raise ClientError(
                 "input_audio_buffer_commit_empty",
@@ -278,13 +341,63 @@ class Conversation:
         committed = events.event(
             p.INPUT_AUDIO_COMMITTED, previous_item_id=self._last_item_id, item_id=item_id
         )
-        self._context_audio_tokens += duration_ms(self._buffer_bytes) // 100
-        self._buffer_bytes = 0
+        self._context_audio_tokens += self._input.ms(self._buffer_bytes) // 100
+        pcm = bytes(self._pcm)
+        self._reset_buffer()
         self._fresh_audio = True
-        return [committed, *self._append_item(events.user_audio_item(item_id))]
+        out: list[Output] = [committed, *self._append_item(events.user_audio_item(item_id))]
+        if self._listen:
+            self._transcribing.add(item_id)
+            out.append(Transcribe(item_id, pcm, self._input.rate))
+        return out
+
+    def transcribed(self, item_id: str, text: str | None) -> list[Output]:
+        """The recogniser's words for ``item_id`` (``None``: it failed); answers if one waits.
+
+        The words are parsed like a typed turn, so a spoken booking fills the same slots and
+        leads to the same tool calls. The transcription events are sent only when the session
+        asked for transcription (``audio.input.transcription``), as the API does.
+        """
+        self._transcribing.discard(item_id)
+        item = self._items.get(item_id)
+        out: list[Output] = []
+        if item is not None and text is not None:
+            item["content"][0]["transcript"] = text
+        if self.session.get("audio", {}).get("input", {}).get("transcription"):
+            if text is None:
+                out.append(
+                    events.event(
+                        TRANSCRIPTION_FAILED,
+                        item_id=item_id,
+                        content_index=0,
+                        error={
+                            "type": "transcription_error",
+                            "code": "recognizer_busy",
+                            "message": "The offline recogniser is busy; please repeat.",
+                            "param": None,
+                        },
+                    )
+                )
+            else:
+                out.append(events.transcription_completed(item_id, text))
+        if text:
+            self.slots.absorb(parse(text, self._today()))
+            self._context_text_tokens += events.text_tokens(text)
+        self._heard = bool(text)
+        if not self._transcribing and self._deferred is not None and self.active is None:
+            options, self._deferred = self._deferred, None
+            out += self._start_response(options)
+        return out
+
+    def _respond(self, options: dict[str, Any]) -> list[Output]:
+        """Start a response now, or once the recogniser has said what the caller said."""
+        if self._transcribing:
+            self._deferred = options
+            return []
+        return self._start_response(options)
 
     def _audio_clear(self, message: dict[str, Any]) -> list[Output]:
-        self._buffer_bytes = 0
+        self._reset_buffer()
         self._speech_item_id = None
         self._vad.reset()
         return [events.event(p.INPUT_AUDIO_CLEARED)]
@@ -420,7 +533,7 @@ class Conversation:
     def _audio_length_ms(self, item_id: str) -> int | None:
         run = self.active
         if run and run.item and run.item["id"] == item_id and run.modality == "audio":
-            return duration_ms(run.audio_bytes)
+            return run.audio_format.ms(run.audio_bytes)
         return self._audio_ms.get(item_id)
 
     def _item_delete(self, message: dict[str, Any]) -> list[Output]:
@@ -456,7 +569,7 @@ class Conversation:
             if run is not None and isinstance(run.plan, Call):
                 self._calls[item["call_id"]] = run.plan
         elif item["type"] == "message" and run is not None and run.modality == "audio":
-            self._audio_ms[item["id"]] = duration_ms(run.audio_bytes)
+            self._audio_ms[item["id"]] = run.audio_format.ms(run.audio_bytes)
         return self._previous.get(item["id"])
 
     def response_finished(self, run: ResponseRun) -> None:
@@ -466,10 +579,11 @@ class Conversation:
     # --- responses -------------------------------------------------------------------------
 
     def _response_create(self, message: dict[str, Any]) -> list[Output]:
-        if self.active is not None:
+        if self.active is not None or self._deferred is not None:
+            waiting = self.active.id if self.active is not None else "(awaiting transcription)"
             raise ClientError(
                 "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self.active.id}. "
+                f"Conversation already has an active response in progress: {waiting}. "
                 "Wait until the response is finished before creating a new one.",
             )
         options = message.get("response") or {}
@@ -482,7 +596,7 @@ class Conversation:
                 "output_modalities must be ['audio'] or ['text'].",
                 "response.output_modalities",
             )
-        return self._start_response(options)
+        return self._respond(options)
 
     def _start_response(self, options: dict[str, Any]) -> list[Output]:
         modalities = options.get("output_modalities") or self.session.get("output_modalities")
@@ -503,17 +617,21 @@ class Conversation:
         return [run.created(), run]
 
     def _plan(self, options: dict[str, Any]) -> Say | Call:
-        """Tool results first, then new typed words, then new audio, else a greeting."""
+        """Tool results first, then new words (typed or heard), then unheard audio, else a
+        greeting."""
         fresh_outputs, self._fresh_outputs = self._fresh_outputs, []
         fresh_text, fresh_audio = self._fresh_text, self._fresh_audio
+        heard, self._heard = self._heard, None
         self._fresh_text = self._fresh_audio = False
+        if fresh_audio and heard:
+            fresh_text = True
         first, self._has_responded = not self._has_responded, True
         if fresh_outputs:
             return Say(" ".join(dialog.answer(c, out, self.slots) for c, out in fresh_outputs))
         if fresh_text:
             return dialog.decide(self.slots, self._tool_names(options))
         if fresh_audio:
-            return Say(dialog.AUDIO_REPLY)
+            return Say(NOT_HEARD if heard is False else dialog.AUDIO_REPLY)
         return Say(dialog.GREETING if first else dialog.ANYTHING_ELSE)
 
     def _response_cancel(self, message: dict[str, Any]) -> list[Output]:

@@ -28,12 +28,26 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "book": ("date", "time", "party_size", "name", "phone"),
     "availability": ("date", "time", "party_size"),
     "lookup": ("name", "phone"),
+    "change": ("name", "phone"),
+    "cancel": ("name", "phone"),
+    "transfer": (),
+    "end": (),
 }
 TOOL_FOR = {
     "book": "make_reservation",
     "availability": "check_availability",
     "lookup": "lookup_reservation",
+    "change": "change_reservation",
+    "cancel": "cancel_reservation",
+    "transfer": "transfer_call",  # phone calls only: the page's sessions do not offer these
+    "end": "end_call",
 }
+# A change needs at least one of these; it and a cancellation are read back and need a yes.
+CHANGES = ("date", "time", "party_size", "notes")
+WHAT_TO_CHANGE = "What would you like to change: the date, the time or the number of people?"
+KEPT = "All right, I have left your booking as it was."
+GOODBYE = "Thank you for calling. Goodbye!"
+TRANSFERRING = "One moment, I'm transferring you to a member of our team now."
 QUESTIONS: dict[str, dict[str, str]] = {
     "book": {
         "date": "which date would you like",
@@ -52,6 +66,7 @@ QUESTIONS: dict[str, dict[str, str]] = {
         "phone": "what phone number did you book with",
     },
 }
+QUESTIONS["change"] = QUESTIONS["cancel"] = QUESTIONS["lookup"]
 
 
 @dataclass
@@ -65,12 +80,16 @@ class Slots:
     time: str | None = None
     party_size: int | None = None
     notes: str | None = None
+    answer: str | None = None  # "yes" / "no" said in the latest turn only
 
     def absorb(self, parsed: Parsed) -> None:
+        # A booking still being made is amended, not "changed" ("make it 6 people").
+        amending = self.intent == "book" and parsed.intent == "change"
         for field in fields(self):
             value = getattr(parsed, field.name)
-            if value is not None:
+            if value is not None and not (amending and field.name == "intent"):
                 setattr(self, field.name, value)
+        self.answer = parsed.answer  # a yes counts for the question just asked, never later
 
     def forget_booking(self) -> None:
         """After a booking the caller is still the same person, but the next table is new."""
@@ -96,6 +115,13 @@ def decide(slots: Slots, tools: Collection[str]) -> Say | Call:
     missing = [slot for slot in REQUIRED[intent] if getattr(slots, slot) is None]
     if missing:
         return Say(ask(intent, missing))
+    if intent == "change" and all(getattr(slots, slot) is None for slot in CHANGES):
+        return Say(WHAT_TO_CHANGE)
+    if intent in ("change", "cancel") and slots.answer != "yes":
+        if slots.answer == "no":
+            slots.forget_booking()
+            return Say(KEPT)
+        return Say(read_back(intent, slots))  # the host gets a yes before it changes anything
     tool = TOOL_FOR[intent]
     arguments = tool_arguments(tool, slots)
     if tool in tools:
@@ -110,10 +136,34 @@ def ask(intent: str, missing: list[str]) -> str:
     return sentence[0].upper() + sentence[1:] + "?"
 
 
+def read_back(intent: str, slots: Slots) -> str:
+    """ "To confirm: move the booking under Ada to 8 pm. Shall I go ahead?" """
+    if intent == "cancel":
+        return f"To confirm: cancel the booking under {slots.name} for {slots.phone}. Shall I?"
+    parts = []
+    if slots.date:
+        parts.append(f"to {speak_date(slots.date)}")
+    if slots.time:
+        parts.append(f"{'at' if slots.date else 'to'} {speak_time(slots.time)}")
+    if slots.party_size:
+        parts.append(f"for {slots.party_size} people")
+    if slots.notes:
+        parts.append(f"with the note {slots.notes!r}")
+    return f"To confirm: change the booking under {slots.name} {' '.join(parts)}. Shall I go ahead?"
+
+
 def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:
     """Arguments with our product's names (see the tool schemas the relay registers)."""
-    if tool == "lookup_reservation":
+    if tool in ("lookup_reservation", "cancel_reservation"):
         return {"phone_number": slots.phone, "name": slots.name}
+    if tool == "change_reservation":
+        given = {"date": slots.date, "time": slots.time, "party_size": slots.party_size}
+        changes = {key: value for key, value in given.items() if value is not None}
+        if slots.notes:
+            changes["notes"] = slots.notes
+        return {"phone_number": slots.phone, "name": slots.name, **changes}
+    if tool in ("end_call", "transfer_call"):
+        return {"reason": "the caller asked"}
     when = {"date": slots.date, "time": slots.time, "party_size": slots.party_size}
     if tool == "check_availability":
         return when
@@ -127,8 +177,14 @@ def without_tool(intent: str, slots: Slots) -> str:
     table = (
         f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
     )
-    if intent == "lookup":
-        return f"I can't look up reservations right now, {slots.name}. Please try again later."
+    if intent in ("end", "transfer"):
+        slots.intent = None  # said once; the caller's next words start afresh
+    if intent == "end":
+        return GOODBYE
+    if intent == "transfer":
+        return "I'm sorry, I can't transfer calls here, but I'm happy to help you myself."
+    if intent in ("lookup", "change", "cancel"):
+        return f"I can't reach the reservations right now, {slots.name}. Please try again later."
     if intent == "availability":
         return f"I can't check availability right now for {table}. Please try again later."
     return f"I have {table} under {slots.name}, but I can't make bookings right now."
@@ -152,6 +208,12 @@ def answer(call: Call, output: str, slots: Slots) -> str:
     if call.name == "lookup_reservation":
         slots.intent = None
         return _found(call.arguments, data)
+    if call.name in ("change_reservation", "cancel_reservation"):
+        slots.forget_booking()
+        return _changed(data)
+    if call.name in ("end_call", "transfer_call"):
+        slots.intent = None
+        return GOODBYE if call.name == "end_call" else TRANSFERRING
     return str(data.get("message") or "Done.")
 
 
@@ -252,6 +314,21 @@ def _found(arguments: dict[str, Any], data: dict[str, Any]) -> str:
     )
     if code := _confirmation(found) or _confirmation(data):
         sentence += f" The confirmation number is {spell(code)}."
+    return sentence
+
+
+def _changed(data: dict[str, Any]) -> str:
+    found = data.get("reservation")
+    if not isinstance(found, dict) or data.get("found") is False:
+        return str(data.get("message") or "I couldn't find that booking.")
+    table = f"a table for {found.get('party_size')} {_when(found)}"
+    if data.get("status") == "cancelled":
+        return f"Your booking for {table} is cancelled, {found.get('name')}."
+    if data.get("status") == "unchanged":
+        return f"Your booking already says that: {table}."
+    sentence = f"Done, {found.get('name')}: your booking is now {table}."
+    if code := _confirmation(data):
+        sentence += f" Your confirmation number stays {spell(code)}."
     return sentence
 
 

@@ -93,6 +93,23 @@ def user_audio_item(item_id: str) -> dict[str, Any]:
     }
 
 
+def transcription_completed(item_id: str, transcript: str) -> Event:
+    """What the caller said in ``item_id``, as the API reports it when transcription is on."""
+    tokens = text_tokens(transcript)
+    return event(
+        p.INPUT_TRANSCRIPTION_COMPLETED,
+        item_id=item_id,
+        content_index=0,
+        transcript=transcript,
+        usage={
+            "type": "tokens",
+            "input_tokens": 0,
+            "output_tokens": tokens,
+            "total_tokens": tokens,
+        },
+    )
+
+
 def assistant_item(item_id: str) -> dict[str, Any]:
     return {
         "id": item_id,

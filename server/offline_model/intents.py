@@ -107,20 +107,43 @@ _AVAILABILITY = re.compile(
     r"\bdo\s+you\s+have\s+(?:a\s+|any\s+)?(?:tables?|space|room|seats?)\b",
     re.I,
 )
+# Phone calls: asking for a person, and saying goodbye (the end_call and transfer_call tools).
+_TRANSFER = re.compile(
+    r"\btransfer\s+me\b|\b(?:speak|talk)\s+(?:to|with)\s+(?:a\s+|the\s+|some)?"
+    r"(?:person|human|one|staff|manager|someone)\b",
+    re.I,
+)
+_GOODBYE = re.compile(r"\bgood\s*-?\s*bye\b|\bbye\b|\bthat['’]s\s+all\b|\bhang\s+up\b", re.I)
 _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b", re.I)
+_CANCEL = re.compile(r"\bcancel(?:l?ing)?\b|\bcall\s+off\b", re.I)
+_CHANGE = re.compile(
+    r"\b(?:move|change|reschedule|push|shift|update)\s+(?:my|our|the|it)\b|\breschedule\b", re.I
+)
+# "make it 6 people" changes a booking, unless the same turn is booking one.
+_CHANGE_WEAK = re.compile(
+    r"\bmake\s+it\b(?=[^.?!]*\d|[^.?!]*\b(?:" + "|".join(NUMBER_WORDS) + r")\b)", re.I
+)
+# A yes or a no to the host's question, said first in the turn ("yes please", "no, leave it").
+_YES = re.compile(
+    r"^\W*(?:yes|yeah|yep|yup|sure|correct|right|ok(?:ay)?|please\s+do|go\s+ahead|"
+    r"that'?s\s+right|confirm(?:ed)?)\b",
+    re.I,
+)
+_NO = re.compile(r"^\W*(?:no|nope|don'?t|do\s+not|never\s*mind|leave\s+it)\b", re.I)
 
 
 @dataclass(frozen=True)
 class Parsed:
     """Slots found in one utterance; ``None`` means "not mentioned", never "empty"."""
 
-    intent: str | None = None  # "book" | "lookup" | "availability"
+    intent: str | None = None  # book, lookup, availability, change, cancel, transfer, end
     name: str | None = None
     phone: str | None = None
     date: str | None = None  # ISO "YYYY-MM-DD"
     time: str | None = None  # 24 h "HH:MM"
     party_size: int | None = None
     notes: str | None = None
+    answer: str | None = None  # "yes" | "no": the reply to a question the host asked
 
 
 class _Text:
@@ -153,6 +176,7 @@ def parse(text: str, today: date) -> Parsed:
         time=clock,
         party_size=party,
         notes=notes,
+        answer="yes" if _YES.search(text) else "no" if _NO.search(text) else None,
     )
 
 
@@ -290,11 +314,22 @@ def _clean_name(raw: str) -> str | None:
 
 
 def _intent(text: str) -> str | None:
-    """Strong lookup cues beat booking verbs, which beat availability and weak cues."""
+    """A person asked for first; cancelling and changing beat strong lookup cues, which beat
+    booking verbs, which beat "make it …", a goodbye, availability and weak cues."""
+    if _TRANSFER.search(text):
+        return "transfer"
+    if _CANCEL.search(text):
+        return "cancel"
+    if _CHANGE.search(text):
+        return "change"
     if _LOOKUP_STRONG.search(text):
         return "lookup"
     if _BOOK_VERB.search(text):
         return "book"
+    if _CHANGE_WEAK.search(text):
+        return "change"
+    if _GOODBYE.search(text):
+        return "end"
     if _LOOKUP_WEAK.search(text):
         return "lookup"
     if _AVAILABILITY.search(text):

@@ -20,9 +20,14 @@ from server.realtime import protocol as p
 from . import audio, events
 from .dialog import Call, Say
 from .events import Event
+from .formats import PCMU, AudioFormat, format_of
 from .stats import Stats
 
-CHUNK_BYTES = 100 * p.PCM16_BYTES_PER_MS  # 100 ms of PCM16 24 kHz per output_audio.delta
+PACE_MS = 100  # ``pace`` is the pause per 100 ms of audio (and per text or arguments delta)
+# Audio per output_audio.delta: 100 ms of PCM16 24 kHz (4,800 bytes), or 20 ms of μ-law
+# (160 bytes), the frame a phone line carries.
+CHUNK_MS = {PCMU: 20}
+DEFAULT_CHUNK_MS = 100
 ARGUMENT_PIECES = 3  # function-call arguments arrive in (at least two) deltas
 
 Step = Event | float
@@ -66,6 +71,7 @@ class ResponseRun:
         self.output: list[dict[str, Any]] = []
         self.audio_bytes = 0  # audio sent so far: the limit for conversation.item.truncate
         self.modality = modality
+        self.audio_format: AudioFormat = format_of(audio_output.get("format"))
         self._ledger = ledger
         self._stats = stats
         self._audio_output = audio_output
@@ -124,8 +130,12 @@ class ResponseRun:
         yield from self._close_item("completed")
 
     def _stream_audio(self, text: str) -> Iterator[Step]:
-        pcm = audio.synthesize(text)
-        chunks = [pcm[i : i + CHUNK_BYTES] for i in range(0, len(pcm), CHUNK_BYTES)]
+        wire = self.audio_format
+        data = wire.from_pcm16(audio.synthesize(text, wire.rate))
+        chunk_ms = CHUNK_MS.get(wire, DEFAULT_CHUNK_MS)
+        size = chunk_ms * wire.bytes_per_ms
+        pause = self._pace * chunk_ms / PACE_MS
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
         words = _pieces(text, len(chunks))
         for index, chunk in enumerate(chunks):
             if words[index]:
@@ -134,7 +144,7 @@ class ResponseRun:
             self.audio_bytes += len(chunk)
             self._stats.audio_bytes_sent += len(chunk)
             yield self._part_event(p.OUTPUT_AUDIO_DELTA, delta=base64.b64encode(chunk).decode())
-            yield self._pace
+            yield pause
 
     def _stream_text(self, text: str) -> Iterator[Step]:
         for piece in _pieces(text, max(1, len(text.split()) // 3)):
@@ -236,7 +246,7 @@ class ResponseRun:
             input_text=self._input_tokens[0],
             input_audio=self._input_tokens[1],
             output_text=said_tokens,
-            output_audio=audio.duration_ms(self.audio_bytes) // 50,
+            output_audio=self.audio_format.ms(self.audio_bytes) // 50,
         )
 
 

@@ -1,10 +1,11 @@
 """The I/O edge: a ``websockets`` server speaking the Realtime API at ``/v1/realtime``.
 
 Everything protocol-shaped lives in ``conversation``; this module only moves frames. Per
-connection there is one reader (this handler), one writer draining an ordered outbox, and at most
-one task streaming the current response with pacing. Events are put in the outbox the moment
-they are decided, so the order on the wire is the order of decisions, and a disconnect cancels
-every task of the session.
+connection there is one reader (this handler), one writer draining an ordered outbox, at most
+one task streaming the current response with pacing, and a task per utterance waiting for the
+recogniser's worker processes (``speech``). Events are put in the outbox the moment they are
+decided, so the order on the wire is the order of decisions, and a disconnect cancels every task
+of the session.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -24,9 +26,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .conversation import Conversation
+from server.realtime import protocol as p
+
+from .conversation import Conversation, Output, Transcribe
 from .echo import echo_frame
 from .response import ResponseRun
+from .speech import Recognizer, RecognizerBusy
 from .stats import Stats
 
 __all__ = ["OfflineModel", "Outbox", "start"]
@@ -94,7 +99,10 @@ class OfflineModel:
     "today"/"tomorrow"; default ``$RESTAURANT_TIMEZONE`` or Asia/Singapore), ``pace`` (seconds
     between 100 ms audio chunks; 0.025 = 4x real time), ``send_timeout`` (a client that stops
     reading for this long is disconnected), ``rate_limits`` (also send ``rate_limits.updated``
-    after each ``response.done`` as the API does; off by default to keep event sequences short).
+    after each ``response.done`` as the API does; off by default to keep event sequences short),
+    ``listen`` (recognise speech with pocketsphinx in ``asr_workers`` processes, default half the
+    cores; off, a spoken turn is answered "please type"), ``asr_max_pending`` (utterances that
+    may wait for a worker before new ones are refused).
     """
 
     def __init__(
@@ -108,6 +116,9 @@ class OfflineModel:
         pace: float = 0.025,
         send_timeout: float = 30.0,
         rate_limits: bool = False,
+        listen: bool = True,
+        asr_workers: int | None = None,
+        asr_max_pending: int | None = None,
     ) -> None:
         self.host = host
         self.api_key = api_key
@@ -124,6 +135,12 @@ class OfflineModel:
         self._stats = Stats()
         self._sessions_changed = asyncio.Condition()
         self._server: Server | None = None
+        from .sip import SipPlane  # here: sip.py builds on this module's Outbox
+
+        self.sip = SipPlane(
+            host=host, api_key=api_key, stats=self._stats, today=self.today, pace=pace
+        )
+        self.recognizer = Recognizer(asr_workers, asr_max_pending) if listen and not echo else None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -136,14 +153,18 @@ class OfflineModel:
             max_size=MAX_FRAME,
             server_header=None,
         )
+        await self.sip.start()
         return self
 
     async def close(self) -> None:
         """Stop listening, close every session (code 1001) and wait for their tasks."""
+        await self.sip.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.recognizer is not None:
+            self.recognizer.close()
 
     async def serve_forever(self) -> None:
         if self._server is None:
@@ -204,6 +225,8 @@ class OfflineModel:
             return _json_response(connection, 200, self._stats.snapshot())
         if url.path != REALTIME_PATH:
             return connection.respond(404, "Not Found\n")
+        if "call_id" in parse_qs(url.query):  # a SIP call's sideband
+            return self.sip.sideband_refusal(connection, request)
         model = (parse_qs(url.query).get("model") or [""])[0]
         authorization = request.headers.get("Authorization")
         self._stats.last_model = model or None
@@ -225,21 +248,48 @@ class OfflineModel:
         stats = self._stats
         stats.sessions_opened += 1
         await self._count_session(+1)
-        model = (parse_qs(urlsplit(ws.request.path).query).get("model") or ["gpt-realtime"])[0]
-        conversation = Conversation(
-            model=model,
-            stats=stats,
-            today=self.today,
-            pace=self.pace,
-            rate_limits=self.rate_limits,
+        path = ws.request.path if ws.request is not None else ""
+        model = (parse_qs(urlsplit(path).query).get("model") or ["gpt-realtime"])[0]
+        call = self.sip.call_of(ws)
+        conversation = (
+            call.conversation
+            if call and call.conversation
+            else Conversation(
+                model=model,
+                stats=stats,
+                today=self.today,
+                pace=self.pace,
+                rate_limits=self.rate_limits,
+                listen=self.recognizer is not None,
+            )
         )
-        outbox = Outbox()
+        outbox = self.sip.outbox(call) if call else Outbox()
         writer = asyncio.create_task(outbox.drain_to(ws, self.send_timeout))
         streams: dict[asyncio.Task[None], ResponseRun] = {}
+        listening: set[asyncio.Task[None]] = set()
+
+        def dispatch(outputs: list[Output]) -> None:
+            """Send events, start response streams and recogniser jobs, in decision order."""
+            for out in outputs:
+                if isinstance(out, ResponseRun):
+                    streams[asyncio.create_task(self._stream(out, outbox))] = out
+                elif isinstance(out, Transcribe):
+                    task = asyncio.create_task(self._listen(out, conversation, dispatch))
+                    listening.add(task)
+                    task.add_done_callback(listening.discard)
+                else:
+                    if out["type"] == p.SPEECH_STARTED and self.recognizer is not None:
+                        self.recognizer.prepare()  # the worker starts while the caller talks
+                    outbox.put(orjson.dumps(out))
+            for task, run in list(streams.items()):
+                if run.finished:  # done, or cancelled by this event: stop its sleep
+                    task.cancel()
+                    del streams[task]
+
         try:
             for event in conversation.opening():
                 outbox.put(orjson.dumps(event))
-            async for raw in ws:
+            async for raw in self.sip.frames(call, ws) if call else ws:
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
                 if self.echo and (echoed := echo_frame(text)) is not None:
                     frame, size = echoed
@@ -247,22 +297,14 @@ class OfflineModel:
                     stats.audio_bytes_sent += size
                     outbox.put(frame)
                 else:
-                    for out in conversation.handle_raw(text):
-                        if isinstance(out, ResponseRun):
-                            streams[asyncio.create_task(self._stream(out, outbox))] = out
-                        else:
-                            outbox.put(orjson.dumps(out))
-                    for task, run in list(streams.items()):
-                        if run.finished:  # done, or cancelled by this event: stop its sleep
-                            task.cancel()
-                            del streams[task]
+                    dispatch(conversation.handle_raw(text))
                 if writer.done():
                     break
                 await outbox.room()
         except ConnectionClosed:
             pass
         finally:
-            tasks = [writer, *streams]
+            tasks = [writer, *streams, *listening]
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -270,6 +312,29 @@ class OfflineModel:
                 if isinstance(result, Exception) and not isinstance(result, ConnectionClosed):
                     log.warning("offline model session task failed: %r", result)
             await self._count_session(-1)
+
+    async def _listen(
+        self,
+        job: Transcribe,
+        conversation: Conversation,
+        dispatch: Callable[[list[Output]], None],
+    ) -> None:
+        """Recognise one utterance in a worker process, then let the conversation answer it."""
+        assert self.recognizer is not None
+        try:
+            heard = await self.recognizer.transcribe(job.pcm, job.rate)
+        except RecognizerBusy:
+            self._stats.transcriptions_refused += 1
+            text = None
+        except Exception:  # a dead worker must cost one turn, not the session
+            log.exception("offline model recogniser failed")
+            self._stats.transcriptions_refused += 1
+            text = None
+        else:
+            self._stats.transcriptions += 1
+            self._stats.transcription_cpu_s += heard.cpu_s
+            text = heard.text
+        dispatch(conversation.transcribed(job.item_id, text))
 
     async def _stream(self, run: ResponseRun, outbox: Outbox) -> None:
         """Send a response's events, sleeping on its pauses against a drift-free schedule."""

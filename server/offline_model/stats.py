@@ -16,6 +16,9 @@ class Stats:
     audio_bytes_sent: int = 0
     function_calls: int = 0
     function_outputs_received: int = 0
+    transcriptions: int = 0  # utterances recognised
+    transcriptions_refused: int = 0  # utterances the recogniser was too busy (or failed) to hear
+    transcription_cpu_s: float = 0.0  # CPU the worker processes spent decoding them
     last_model: str | None = None
     last_authorization_seen: bool = False
 

@@ -32,6 +32,10 @@ Bookings:
   confirmation_number_spelled.
 - To find an existing booking, ask for the phone number and the name it is under, then call
   lookup_reservation.
+- To move or change a booking (date, time, party size, notes), or to cancel it, ask for the phone
+  number and the name it is under, read the change (or the cancellation) back, and only after a
+  clear yes call change_reservation or cancel_reservation. The confirmation number stays the same
+  after a change.
 - If a tool answers with ok false, tell the caller its message in your own words and offer what
   they can do next. Never invent a confirmation number or a booking.
 - Each phone number may hold one upcoming reservation."""

@@ -48,11 +48,18 @@ OUTPUT_TRANSCRIPT_DONE = "response.output_audio_transcript.done"
 OUTPUT_TEXT_DELTA = "response.output_text.delta"
 OUTPUT_TEXT_DONE = "response.output_text.done"
 RATE_LIMITS_UPDATED = "rate_limits.updated"
+# Sent where OpenAI plays the audio itself (WebRTC, SIP): the caller has started / finished
+# hearing the response, or it was cut off.
+PLAYOUT_STARTED = "output_audio_buffer.started"
+PLAYOUT_STOPPED = "output_audio_buffer.stopped"
+PLAYOUT_CLEARED = "output_audio_buffer.cleared"
 
 # --- our custom server -> page events (never sent to the model) -------------------------------
 RESERVATION_CONFIRMED = "reservation.confirmed"
 RESERVATION_FOUND = "reservation.found"
 RESERVATION_NOT_FOUND = "reservation.not_found"
+RESERVATION_CHANGED = "reservation.changed"
+RESERVATION_CANCELLED = "reservation.cancelled"
 RESERVATION_FAILED = "reservation.failed"
 AVAILABILITY_CHECKED = "availability.checked"
 SESSION_STATS = "session.stats"

@@ -103,6 +103,7 @@ _ACTED_ON = frozenset(
         p.INPUT_TRANSCRIPTION_COMPLETED,
     }
 )
+_PLAYOUT = frozenset({p.PLAYOUT_STARTED, p.PLAYOUT_STOPPED, p.PLAYOUT_CLEARED})
 _SPEAKERS = {"user": "caller", "assistant": "host"}  # history roles as a transcript names them
 HISTORY_ITEMS = 40  # conversation kept for replay to a fresh model session
 HISTORY_TEXT_CHARS = 2000
@@ -386,8 +387,11 @@ class RelaySession:
                 self.silence.audio(now, len(text) - _DELTA_ENVELOPE)
             return [ToClient(text)]
         if kind is not None and kind not in _ACTED_ON:
-            if kind == p.SPEECH_STARTED and self.silence is not None:
-                self.silence.caller_active()
+            if self.silence is not None:
+                if kind == p.SPEECH_STARTED:
+                    self.silence.caller_active()
+                elif kind in _PLAYOUT:
+                    self.silence.playout(now, playing=kind == p.PLAYOUT_STARTED)
             return [ToClient(text)]
         try:
             event = orjson.loads(text)
@@ -583,8 +587,10 @@ class RelaySession:
             and not (self._seen_calls - self._outputs_sent)
         )
 
-    def replay(self, reason: str) -> list[Action]:
+    def replay(self, reason: str, conversation: bool = True) -> list[Action]:
         """Bring a fresh model session up to date: settings, then the conversation as text.
+
+        `conversation` False: the session kept it (a SIP sideband reconnects to the same one).
 
         Calls still running belong to the old session: their results will be told to the new
         one as a system message (it would not know their call_id), followed by a response.
@@ -599,11 +605,10 @@ class RelaySession:
         actions: list[Action] = [ToModel(orjson.dumps(self.session_update).decode())]
         if self._client_session_update is not None:
             actions.append(ToModel(orjson.dumps(self._client_session_update).decode()))
-        for role, text in self.history:
+        replayed = self.history if conversation else []
+        for role, text in replayed:
             actions.append(ToModel(orjson.dumps(_message_item(role, text)).decode()))
-        event = p.custom_event(
-            p.SESSION_RECONNECTED, reason=reason, replayed_items=len(self.history)
-        )
+        event = p.custom_event(p.SESSION_RECONNECTED, reason=reason, replayed_items=len(replayed))
         actions.append(ToClient(orjson.dumps(event).decode()))
         return actions
 

@@ -2,10 +2,11 @@
 
 The clock starts when the host has finished speaking — not when the model finished sending,
 which is faster than real time, but when the audio it sent has had time to play (its length
-counted from the first delta). Caller speech (VAD's `speech_started`), a typed message or a
-keypad entry stops it; a new response or a tool call pauses it. After `prompt_s` of silence the
-host asks once whether the caller is still there; after `hangup_s` more it says goodbye, and
-the call ends once that goodbye has played.
+counted from the first delta), or, where OpenAI plays the audio itself (SIP), when it says the
+caller has heard it all (`output_audio_buffer.stopped`). Caller speech (VAD's `speech_started`),
+a typed message or a keypad entry stops it; a new response or a tool call pauses it. After
+`prompt_s` of silence the host asks once whether the caller is still there; after `hangup_s`
+more it says goodbye, and the call ends once that goodbye has played.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Silence:
     since: float | None = None  # when the host finished speaking; None while someone speaks
     _audio_started: float | None = None  # first audio delta of the current response
     _audio_ms: float = 0.0  # its audio so far
+    _playing_out: bool = False  # OpenAI is playing audio to the caller (SIP): wait for its end
 
     def caller_active(self) -> None:
         self.stage, self.since = WAITING, None
@@ -43,7 +45,16 @@ class Silence:
             self._audio_started = now
         self._audio_ms += delta_chars * 3 / 4 / self.bytes_per_ms
 
+    def playout(self, now: float, playing: bool) -> None:
+        self._playing_out = playing
+        if playing:
+            self.since = None
+        elif self.stage != DONE:
+            self.since = now
+
     def response_done(self, now: float) -> None:
+        if self._playing_out:
+            return  # the clock starts when the playout stops
         started = now if self._audio_started is None else self._audio_started
         played = started + self._audio_ms / 1000
         self.since = max(now, played)

@@ -73,6 +73,12 @@ function onServerEvent(event) {
     case "reservation.found":
       reservation.show("found", event);
       break;
+    case "reservation.changed":
+      reservation.show("changed", event);
+      break;
+    case "reservation.cancelled":
+      reservation.show("cancelled", event);
+      break;
     case "reservation.not_found":
       reservation.notFound(event);
       break;

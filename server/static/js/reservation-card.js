@@ -19,15 +19,18 @@ export class ReservationPanel {
     this.empty = this.$("reservation-empty");
   }
 
-  /** reservation.confirmed / reservation.found */
+  /** reservation.confirmed / .found / .changed / .cancelled: the card shows the booking now. */
   show(kind, event) {
     const reservation = event.reservation ?? {};
     const code = event.confirmation_number ?? reservation.confirmation_number ?? "";
     const titles = {
       confirmed: event.repeated ? "You're already booked — nothing changed" : "Booking confirmed",
       found: "We found your reservation",
+      changed: event.changed === false ? "Your booking already says that" : "Booking changed",
+      cancelled: "Booking cancelled",
     };
     this.card.dataset.kind = kind;
+    this.card.dataset.status = reservation.status ?? "confirmed";
     this.$("card-title").textContent = titles[kind];
     const codeBox = this.$("card-code");
     // Boxes for the eye; for screen readers one character at a time ("K 7 P ...").

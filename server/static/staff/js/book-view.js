@@ -1,0 +1,311 @@
+// The book: one day's bookings, kept current by the live feed; edit and cancel with a confirm
+// step; a booking's history. Rows are keyed by confirmation number (unique for every booking).
+
+import { formatDate, formatParty, formatTime } from "/js/format.js";
+import { StaffAuthError, bookingHistory, cancelBooking, changeBooking, listDay } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const ACTIONS = { created: "Booked", changed: "Changed", cancelled: "Cancelled", replaced: "Rebooked (replacing a past booking)" };
+const SOURCES = { rest: "REST API", voice: "phone call", staff: "staff page" };
+
+export class BookView {
+  constructor({ onAuthError }) {
+    this.onAuthError = onAuthError;
+    this.date = null;
+    this.rows = new Map(); // confirmation number -> reservation
+    this.loaded = false;
+    this.pending = []; // feed changes that arrived while the day was loading
+    this.editing = null;
+    this.cancelling = null;
+    this.historyPhone = null;
+    $("book-date").addEventListener("change", (event) => this.show(event.target.value));
+    $("book-rows").addEventListener("click", (event) => this.#onRowAction(event));
+    for (const dialog of document.querySelectorAll("dialog")) {
+      dialog.addEventListener("click", (event) => {
+        if (event.target.closest("[data-close]")) dialog.close();
+      });
+    }
+    $("edit-review").addEventListener("click", () => this.#reviewEdit());
+    $("edit-confirm-button").addEventListener("click", () => this.#confirmEdit());
+    $("edit-form").addEventListener("input", () => this.#editBack());
+    $("cancel-confirm").addEventListener("click", () => this.#confirmCancel());
+  }
+
+  /** Show a day: read all its bookings, then apply feed changes that came meanwhile. */
+  async show(date) {
+    if (!date) return;
+    this.date = date;
+    $("book-date").value = date;
+    this.loaded = false;
+    this.pending = [];
+    try {
+      const items = await listDay(date);
+      if (date !== this.date) return; // another day was picked meanwhile
+      this.rows = new Map(items.map((item) => [item.confirmation_number, item]));
+      this.loaded = true;
+      for (const change of this.pending.splice(0)) this.apply(change, false);
+      this.#render(new Set());
+      $("book-error").hidden = true;
+    } catch (error) {
+      this.#problem(error, $("book-error"));
+    }
+  }
+
+  /** One history entry from the live feed. */
+  apply(change, render = true) {
+    if (!this.loaded) {
+      this.pending.push(change);
+      return;
+    }
+    const { before, after } = change;
+    if (before) this.rows.delete(before.confirmation_number);
+    if (after && after.reservation_date === this.date) {
+      this.rows.set(after.confirmation_number, after);
+    }
+    if (render) this.#render(new Set(after ? [after.confirmation_number] : []));
+    if (this.historyPhone && this.historyPhone === (after ?? before).phone_number) {
+      this.#loadHistory(this.historyPhone);
+    }
+  }
+
+  #render(fresh) {
+    const items = [...this.rows.values()].sort((a, b) =>
+      a.reservation_time.localeCompare(b.reservation_time) || a.name.localeCompare(b.name));
+    const template = $("row-template");
+    const body = $("book-rows");
+    body.replaceChildren(...items.map((item) => {
+      const row = template.content.firstElementChild.cloneNode(true);
+      const cell = (name) => row.querySelector(`[data-col="${name}"]`);
+      row.dataset.code = item.confirmation_number;
+      row.dataset.phone = item.phone_number;
+      row.dataset.status = item.status;
+      row.classList.toggle("is-cancelled", item.status === "cancelled");
+      row.classList.toggle("is-fresh", fresh.has(item.confirmation_number));
+      cell("time").textContent = formatTime(item.reservation_time);
+      cell("name").textContent = item.name;
+      cell("party").textContent = formatParty(item.party_size);
+      cell("phone").textContent = item.phone_number;
+      cell("notes").textContent = item.other_info?.notes ?? "";
+      cell("code").textContent = item.confirmation_number;
+      row.querySelector(".status").textContent = item.status;
+      const live = item.status === "confirmed";
+      row.querySelector('[data-action="edit"]').hidden = !live;
+      row.querySelector('[data-action="cancel"]').hidden = !live;
+      return row;
+    }));
+    const confirmed = items.filter((item) => item.status === "confirmed");
+    $("book-covers").textContent = String(confirmed.reduce((sum, item) => sum + item.party_size, 0));
+    $("book-count").textContent = String(confirmed.length);
+    $("book-empty").hidden = items.length > 0;
+  }
+
+  #onRowAction(event) {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const code = button.closest("tr").dataset.code;
+    const item = this.rows.get(code);
+    if (!item) return;
+    if (button.dataset.action === "edit") this.#openEdit(item);
+    else if (button.dataset.action === "cancel") this.#openCancel(item);
+    else this.#openHistory(item);
+  }
+
+  // --- edit, with a confirm step ----------------------------------------------------------
+
+  #openEdit(item) {
+    this.editing = item;
+    const form = $("edit-form");
+    form.elements.name.value = item.name;
+    form.elements.reservation_date.value = item.reservation_date;
+    form.elements.reservation_time.value = item.reservation_time;
+    form.elements.party_size.value = String(item.party_size);
+    form.elements.notes.value = item.other_info?.notes ?? "";
+    this.#editBack();
+    $("edit-dialog").showModal();
+  }
+
+  #changes() {
+    const form = $("edit-form");
+    const item = this.editing;
+    const changes = {};
+    const name = form.elements.name.value.trim();
+    if (name !== item.name) changes.name = name;
+    if (form.elements.reservation_date.value !== item.reservation_date) {
+      changes.reservation_date = form.elements.reservation_date.value;
+    }
+    const time = form.elements.reservation_time.value.slice(0, 5);
+    if (time !== item.reservation_time) changes.reservation_time = time;
+    const party = Number(form.elements.party_size.value);
+    if (party !== item.party_size) changes.party_size = party;
+    const notes = form.elements.notes.value.trim();
+    if (notes !== (item.other_info?.notes ?? "")) {
+      const other = { ...(item.other_info ?? {}) };
+      if (notes) other.notes = notes;
+      else delete other.notes;
+      changes.other_info = other;
+    }
+    return changes;
+  }
+
+  #reviewEdit() {
+    const changes = this.#changes();
+    const lines = describeChanges(this.editing, changes);
+    if (!lines.length) {
+      this.#showError($("edit-error"), "Nothing has changed.");
+      return;
+    }
+    $("edit-summary").replaceChildren(...lines.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }));
+    $("edit-error").hidden = true;
+    $("edit-confirm").hidden = false;
+    $("edit-review").hidden = true;
+    $("edit-confirm-button").hidden = false;
+    $("edit-confirm-button").focus();
+  }
+
+  #editBack() {
+    $("edit-confirm").hidden = true;
+    $("edit-review").hidden = false;
+    $("edit-confirm-button").hidden = true;
+    $("edit-error").hidden = true;
+  }
+
+  async #confirmEdit() {
+    const button = $("edit-confirm-button");
+    button.disabled = true;
+    try {
+      const updated = await changeBooking(this.editing.phone_number, this.#changes());
+      this.apply({ before: this.editing, after: updated });
+      $("edit-dialog").close();
+    } catch (error) {
+      this.#problem(error, $("edit-error"));
+      this.#editBack();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // --- cancel, with a confirm step --------------------------------------------------------
+
+  #openCancel(item) {
+    this.cancelling = item;
+    $("cancel-text").textContent = `${item.name}, ${formatParty(item.party_size)} on `
+      + `${formatDate(item.reservation_date)} at ${formatTime(item.reservation_time)} `
+      + `(confirmation ${item.confirmation_number}).`;
+    $("cancel-error").hidden = true;
+    $("cancel-dialog").showModal();
+  }
+
+  async #confirmCancel() {
+    const button = $("cancel-confirm");
+    button.disabled = true;
+    try {
+      const cancelled = await cancelBooking(this.cancelling.phone_number);
+      this.apply({ before: this.cancelling, after: cancelled });
+      $("cancel-dialog").close();
+    } catch (error) {
+      this.#problem(error, $("cancel-error"));
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // --- history ----------------------------------------------------------------------------
+
+  async #openHistory(item) {
+    this.historyPhone = item.phone_number;
+    $("history-title").textContent = `History of ${item.phone_number}`;
+    $("history-list").replaceChildren();
+    $("history-dialog").addEventListener("close", () => { this.historyPhone = null; }, { once: true });
+    $("history-dialog").showModal();
+    await this.#loadHistory(item.phone_number);
+  }
+
+  async #loadHistory(phone) {
+    try {
+      const { items } = await bookingHistory(phone);
+      if (phone !== this.historyPhone) return;
+      $("history-list").replaceChildren(...items.map(historyItem));
+    } catch (error) {
+      const li = document.createElement("li");
+      li.className = "error";
+      li.textContent = error.message;
+      $("history-list").replaceChildren(li);
+    }
+  }
+
+  // --- errors -----------------------------------------------------------------------------
+
+  #problem(error, element) {
+    if (error instanceof StaffAuthError) {
+      this.onAuthError(error);
+      return;
+    }
+    const fields = Object.entries(error.fields ?? {}).map(([k, v]) => `${k.replace("_", " ")} ${v}`);
+    this.#showError(element, fields.length ? fields.join("; ") : error.message);
+  }
+
+  #showError(element, text) {
+    element.textContent = text;
+    element.hidden = false;
+  }
+}
+
+function describeChanges(item, changes) {
+  const lines = [];
+  if ("name" in changes) lines.push(`Name: ${item.name} → ${changes.name}`);
+  if ("reservation_date" in changes) {
+    lines.push(`Date: ${formatDate(item.reservation_date)} → ${formatDate(changes.reservation_date)}`);
+  }
+  if ("reservation_time" in changes) {
+    lines.push(`Time: ${formatTime(item.reservation_time)} → ${formatTime(changes.reservation_time)}`);
+  }
+  if ("party_size" in changes) {
+    lines.push(`Party: ${formatParty(item.party_size)} → ${formatParty(changes.party_size)}`);
+  }
+  if ("other_info" in changes) {
+    lines.push(`Notes: “${item.other_info?.notes ?? ""}” → “${changes.other_info.notes ?? ""}”`);
+  }
+  return lines;
+}
+
+function historyItem(entry) {
+  const li = document.createElement("li");
+  li.dataset.action = entry.action;
+  const title = document.createElement("strong");
+  title.textContent = ACTIONS[entry.action] ?? entry.action;
+  const when = document.createElement("div");
+  when.className = "when";
+  const by = SOURCES[entry.source] ?? entry.source;
+  when.textContent = `${new Date(entry.at).toLocaleString()} · by ${by}`
+    + (entry.call ? ` (call ${entry.call})` : "");
+  const what = document.createElement("div");
+  what.textContent = summary(entry);
+  li.append(title, when, what);
+  return li;
+}
+
+function summary(entry) {
+  const state = entry.after ?? entry.before;
+  const text = (r) => `${r.name}, ${formatParty(r.party_size)}, ${formatDate(r.reservation_date)} `
+    + `${formatTime(r.reservation_time)} (${r.confirmation_number})`;
+  if (entry.action === "changed" && entry.before) {
+    const lines = describeChanges(entry.before, diff(entry.before, entry.after));
+    return lines.join("; ") || text(state);
+  }
+  return text(state);
+}
+
+function diff(before, after) {
+  const changes = {};
+  for (const key of ["name", "reservation_date", "reservation_time", "party_size"]) {
+    if (before[key] !== after[key]) changes[key] = after[key];
+  }
+  if (JSON.stringify(before.other_info) !== JSON.stringify(after.other_info)) {
+    changes.other_info = after.other_info;
+  }
+  return changes;
+}
