@@ -1,10 +1,10 @@
 """The phone demo's caller audio: G.711 μ-law at 8 kHz, from a WAV file or made up.
 
 Twilio sends the caller's voice as μ-law bytes, 160 per 20 ms. `audioop` is gone from Python
-3.13, so encoding is the ITU-T G.711 formula (Sun's reference `linear2ulaw`), a few lines; the
-demo encodes a few seconds of audio once, so speed does not matter. The made-up voice is what the
-offline model's VAD takes for speech: voiced bursts (a low tone with two harmonics under a
-rise-and-fall envelope) with short gaps, loud enough for any energy detector.
+3.13; the offline model's G.711 codec (`server.offline_model.g711`, checked against the ITU-T
+reference points in its tests) encodes it, so there is one codec in the project. The made-up
+voice is what the offline model's VAD takes for speech: voiced bursts (a low tone with two
+harmonics under a rise-and-fall envelope) with short gaps, loud enough for any energy detector.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import wave
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+
+from server.offline_model import g711
 
 RATE = 8_000
 BYTES_PER_MS = 8  # one μ-law byte per sample at 8 kHz
@@ -27,19 +29,12 @@ class AudioError(Exception):
     """A file the demo cannot play as a caller's voice; the message says why."""
 
 
-def mulaw_byte(sample: int) -> int:
-    """One PCM16 sample as μ-law (14-bit magnitude, bias 33, segment from the top bit)."""
-    value = max(-32768, min(32767, sample)) >> 2
-    mask = 0x7F if value < 0 else 0xFF
-    magnitude = min(abs(value), 8159) + 33
-    segment = max(0, magnitude.bit_length() - 6)
-    if segment > 7:
-        return 0x7F ^ mask
-    return ((segment << 4) | ((magnitude >> (segment + 1)) & 0x0F)) ^ mask
-
-
 def encode(samples: array[int] | list[int]) -> bytes:
-    return bytes(mulaw_byte(s) for s in samples)
+    """PCM16 samples (ints) as μ-law bytes."""
+    pcm = array("h", samples)
+    if sys.byteorder == "big":
+        pcm.byteswap()  # the codec takes little-endian PCM16, as WAV and the wire carry it
+    return g711.encode(pcm.tobytes())
 
 
 def resample(samples: array[int], src_rate: int, dst_rate: int = RATE) -> list[int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import sys
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.conftest import LiveServer, serve_app
 from tests.twilio_fakes import ModelSession, ScriptedModel
 
 AUTH = "twilio-auth-token-for-the-demo"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10
 
 
@@ -105,8 +108,9 @@ def test_speech_like_audio_and_wav_files_become_20ms_mulaw_frames(tmp_path):
     assert len(frames) == 26 and {len(f) for f in frames} == {160}
     assert frames[-1] == b"\x00" + b"\xff" * 159
     # G.711's reference points: 0 -> 0xFF, full scale -> 0x80 / 0x00; the sign is the top bit
-    assert [phone_audio.mulaw_byte(s) for s in (0, 32767, -32768)] == [0xFF, 0x80, 0x00]
-    assert phone_audio.mulaw_byte(1000) == 0x80 | phone_audio.mulaw_byte(-1000)
+    assert phone_audio.encode([0, 32767, -32768]) == bytes([0xFF, 0x80, 0x00])
+    positive, negative = phone_audio.encode([1000, -1000])
+    assert positive == 0x80 | negative
 
 
 # --- whole calls against a live server and a scripted model --------------------------------------
@@ -260,3 +264,57 @@ async def test_a_server_that_never_greets_fails_on_time(signed_server, scripted)
     assert loop.time() - started < 5
     assert err == ["phone demo failed: nothing within 0.5 s while waiting for the greeting"]
     assert "  greeting        none" in out
+
+
+# --- against the offline model ------------------------------------------------------------------
+
+
+def summary(lines: list[str], key: str) -> str:
+    return next(line for line in lines if line.startswith(f"  {key}"))[len(f"  {key}") :].strip()
+
+
+async def test_demo_against_the_offline_model(live_server):
+    """The offline model speaks μ-law: its VAD hears the caller over the greeting."""
+    out: list[str] = []
+    err: list[str] = []
+    options = PhoneOptions(url=live_server.url, timeout=20)
+    code = await phone_demo.run_phone_demo(options, out.append, err.append)
+    assert code == 0, "\n".join(out + err)
+    greeting = summary(out, "greeting")  # "first media 290 ms after start, 1020 ms of audio"
+    greeting_ms = float(greeting.split(", ")[1].split()[0])
+    clear_line = next(line for line in out if line.startswith("✂ clear"))
+    heard_ms = float(clear_line.split("you heard ")[1].split()[0])
+    assert 0 < heard_ms < greeting_ms  # cut off mid-greeting
+    assert summary(out, "ended") == "you hung up (stop)"
+    keypad = summary(out, "keypad reply")
+    assert keypad.endswith("ms of audio") and float(keypad.split()[0]) > 0
+    assert out[-1] == "phone demo passed: greeting, barge-in cleared, keypad answered, call ended"
+    board = live_server.app.state.switchboard
+    await asyncio.wait_for(board.idle(), TIMEOUT)  # the call, and its model session, are over
+
+
+async def test_cli_plays_a_wav_file_as_the_callers_speech(live_server):
+    wav = PROJECT_ROOT / "tests" / "data" / "speech" / "lookup-f2-150.wav"  # 16 kHz speech
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.demo",
+        "--phone",
+        "--wav",
+        str(wav),
+        "--url",
+        live_server.url,
+        "--timeout",
+        "20",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        env={k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"},
+    )
+    async with asyncio.timeout(60):
+        stdout, stderr = await process.communicate()
+    out = stdout.decode().splitlines()
+    assert process.returncode == 0, stdout.decode() + stderr.decode()
+    assert "you  ≋ speaking over the greeting: lookup-f2-150.wav, 2.15 s as 8 kHz μ-law" in out
+    assert any(line.startswith("✂ clear") for line in out)
+    assert float(summary(out, "speech reply").split()[0]) > 0  # the host answered the speech
