@@ -118,9 +118,15 @@ async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int
 
 
 async def start_server(
-    dsn: str, model_port: int, *, max_sessions: int = 1000, wrap: list[str] | None = None
+    dsn: str,
+    model_port: int,
+    *,
+    max_sessions: int = 1000,
+    wrap: list[str] | None = None,
+    settings: dict[str, str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` against the local model; waits for /healthz. Returns process, port."""
+    """`python -m server` against the local model (`settings`: more environment variables);
+    waits for /healthz. Returns process, port."""
     port = free_port()
     env = clean_env(
         OPENAI_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
@@ -129,6 +135,7 @@ async def start_server(
         LOG_LEVEL="warning",
         HOST="127.0.0.1",
         PORT=str(port),
+        **(settings or {}),
     )
     process = await asyncio.create_subprocess_exec(
         *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
