@@ -1,4 +1,4 @@
-"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech] [--calls 1,10,50] ...`.
+"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records] [--calls 1,10] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), phone (Twilio media streams against the browser
@@ -7,14 +7,15 @@ path, time to the greeting; `--phone-calls`, `--greetings`, its window is `--sec
 nothing doubled), sip (server CPU per call-second of SIP calls, control events only, against
 relayed calls at the same N), speech (the offline model's recognition per fixture, decoding CPU
 per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-seconds`,
-`--asr-workers`). `--calls`, `--seconds` and `--codec` shape the relay run; `--tool-calls` the
+`--asr-workers`), records (server CPU per call-second at 100 calls with call records and metrics
+on, against off). `--calls`, `--seconds` and `--codec` shape the relay run; `--tool-calls` the
 tools run. Never part of `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"`
 for a quick look.
 """
 
 import argparse
 
-from bench import integrity, phone, relay, sip, speech, store, tools_bench
+from bench import integrity, phone, records_bench, relay, sip, speech, store, tools_bench
 
 
 def main() -> None:
@@ -23,7 +24,17 @@ def main() -> None:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "relay", "phone", "store", "tools", "integrity", "sip", "speech"],
+        choices=[
+            "all",
+            "relay",
+            "phone",
+            "store",
+            "tools",
+            "integrity",
+            "sip",
+            "speech",
+            "records",
+        ],
     )
     relay.add_arguments(parser)
     parser.add_argument(
@@ -57,6 +68,8 @@ def main() -> None:
             args.asr_workers,
             args.reply_budget_s,
         )
+    if args.suite in ("all", "records"):
+        records_bench.run(100, args.seconds, 3)
 
 
 if __name__ == "__main__":

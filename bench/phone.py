@@ -160,7 +160,7 @@ async def load_session(
         proxy, proxy_port = await spawn_listening(
             "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
         )
-        server, port = await start_server(dsn, model_port, settings=QUIET_CALLERS_WELCOME)
+        server, port = await start_server(dsn, model_port, extra_env=QUIET_CALLERS_WELCOME)
         urls = {
             "phone": f"ws://127.0.0.1:{port}{STREAM_PATH}",
             "browser": f"ws://127.0.0.1:{port}{MODEL_QUERY}",

@@ -123,9 +123,9 @@ async def start_server(
     *,
     max_sessions: int = 1000,
     wrap: list[str] | None = None,
-    settings: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` against the local model (`settings`: more environment variables);
+    """`python -m server` against the local model (`extra_env`: more environment variables);
     waits for /healthz. Returns process, port."""
     port = free_port()
     env = clean_env(
@@ -135,7 +135,7 @@ async def start_server(
         LOG_LEVEL="warning",
         HOST="127.0.0.1",
         PORT=str(port),
-        **(settings or {}),
+        **(extra_env or {}),
     )
     process = await asyncio.create_subprocess_exec(
         *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env

@@ -32,6 +32,9 @@ from server.http_guard import HttpGuard
 from server.live_feed import LiveFeed
 from server.openapi import build_openapi
 from server.realtime.instructions import session_update
+from server.records import api as records_api
+from server.records.metrics import Metrics
+from server.records.recorder import Recorder
 from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     registry = default_registry()
     switchboard = Switchboard(settings)
     admission = Admission(settings)
+    metrics = Metrics(settings) if settings.metrics else None
     realtime_endpoint = RealtimeEndpoint(
         switchboard,
         settings,
@@ -86,12 +90,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await live_feed.start()
             stack.push_async_callback(live_feed.close)
             app.state.live_feed = live_feed
+            observers = switchboard.observers
+            if metrics is not None:
+                observers.append(metrics)
+            if settings.call_records:
+                recorder = Recorder(settings, metrics.database_error if metrics else None)
+                await recorder.start(database.pool)
+                stack.push_async_callback(recorder.close)  # before the pool closes: last flush
+                observers.append(recorder)
+                app.state.recorder = recorder
 
             context = ToolContext(pool=database.pool, settings=settings)
 
             async def run_tool(name: str, arguments: str, call: CallSpec) -> ToolResult:
-                # The call's id goes into the history of whatever the tool changes.
-                on_call = dataclasses.replace(context, call_id=call.sid)
+                # The call's records id (unique across processes) goes into the history of
+                # whatever the tool changes: the staff book links a booking to its call.
+                on_call = dataclasses.replace(context, call_id=call.record_id)
                 return await registry.run(name, arguments, on_call, settings.tool_timeout_s)
 
             switchboard.model = await stack.enter_async_context(model_client(settings))
@@ -113,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
+            *records_api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
@@ -137,6 +152,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.switchboard = switchboard
     app.state.admission = admission
     app.state.sip_calls = sip_calls
+    app.state.metrics = metrics
+    app.state.recorder = None
     return app
 
 
@@ -188,6 +205,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     log.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    if request.app.state.metrics is not None:
+        request.app.state.metrics.database_error("rest")
     response = api.error_response(
         503, "database_unavailable", "the reservation database is unavailable; try again shortly"
     )

@@ -220,6 +220,83 @@ def _staff_paths() -> dict[str, Any]:
     }
 
 
+_CALL: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "channel", "status", "started_at", "outcome", "cost_usd"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "channel": {"type": "string"},
+        "caller": {"type": ["string", "null"]},
+        "status": {"enum": ["live", "ended", "interrupted"]},
+        "started_at": {"type": "string", "format": "date-time"},
+        "ended_at": {"type": ["string", "null"]},
+        "duration_s": {"type": ["number", "null"]},
+        "end_reason": {"type": ["string", "null"]},
+        "outcome": {"enum": ["booked", "changed", "cancelled", "looked_up", "none", "failed"]},
+        "confirmation_number": {"type": ["string", "null"]},
+        "cost_usd": {"type": "number"},
+        "transcript": {"type": ["array", "null"]},
+    },
+}
+
+
+def _calls_paths() -> dict[str, Any]:
+    """The call records (server/records/api.py)."""
+    return {
+        "/api/calls": {
+            "get": {
+                "summary": "A day's calls (restaurant time), newest first, keyset-paginated."
+                + _STAFF_NOTE,
+                "security": _STAFF,
+                "parameters": [
+                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["date", "items", "next_cursor"],
+                            "properties": {
+                                "date": {"type": "string", "format": "date"},
+                                "items": {"type": "array", "items": _CALL},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        },
+                        "one page; next_cursor null at the end",
+                    ),
+                    "422": _json("Error", "invalid parameters or cursor"),
+                    **_staff_errors(),
+                },
+            }
+        },
+        "/api/calls/{call_id}": {
+            "get": {
+                "summary": "One call with its tool calls and transcript." + _STAFF_NOTE,
+                "security": _STAFF,
+                "parameters": [
+                    {
+                        "name": "call_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(_CALL, "the call"),
+                    "404": _json("Error", "no such call"),
+                    **_staff_errors(),
+                },
+            }
+        },
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     error = "Error"
     staff = _staff_paths()
@@ -266,6 +343,7 @@ def build_openapi() -> dict[str, Any]:
                 "patch": staff["patch"],
                 "delete": staff["delete"],
             },
+            **_calls_paths(),
         },
         "components": {
             "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},

@@ -12,9 +12,13 @@ import contextvars
 import logging
 import math
 import multiprocessing
+import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -125,14 +129,34 @@ def _worker(settings: Settings, sock: socket.socket) -> None:
     GracefulServer(uvicorn_config(settings)).run(sockets=[sock])
 
 
+def metrics_directory(settings: Settings) -> tuple[Path, bool]:
+    """The workers' shared metrics directory, emptied; and whether it is ours to remove.
+
+    prometheus_client's multiprocess mode: every worker writes its values to files there, and
+    `/metrics` in any worker adds them up. Files of an earlier run would be added too, so the
+    directory starts empty. The variable must be set before a worker imports prometheus_client.
+    """
+    configured = settings.prometheus_multiproc_dir
+    if configured is None:
+        return Path(tempfile.mkdtemp(prefix="voice-metrics-")), True
+    configured.mkdir(parents=True, exist_ok=True)
+    for stale in configured.glob("*.db"):
+        stale.unlink()
+    return configured, False
+
+
 class Supervisor:
     """Starts the workers, replaces one that dies, and on SIGTERM/SIGINT stops them all.
 
     Each worker drains its own calls on SIGTERM (see `GracefulServer`); the supervisor forwards
-    the signal and waits for them.
+    the signal and waits for them. It also owns the workers' metrics directory: set up before
+    the first worker starts, a dead worker's live gauges marked dead, removed at the end.
     """
 
     def __init__(self, settings: Settings, sock: socket.socket, count: int):
+        self.metrics_dir, self.own_metrics_dir = metrics_directory(settings)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # read by the workers
+        settings = settings.model_copy(update={"prometheus_multiproc_dir": self.metrics_dir})
         self.settings, self.sock, self.count = settings, sock, count
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[Any] = []
@@ -156,6 +180,7 @@ class Supervisor:
                     log.warning(
                         "worker %d exited (%s); starting another", process.pid, process.exitcode
                     )
+                    self.worker_gone(process.pid)
                     self.processes[index] = self.start_one()
         for process in self.processes:
             if process.is_alive():
@@ -165,7 +190,16 @@ class Supervisor:
             if process.is_alive():
                 process.kill()
                 process.join()
+            self.worker_gone(process.pid)
         self.sock.close()
+        if self.own_metrics_dir:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
+    def worker_gone(self, pid: int) -> None:
+        """A dead worker's calls are no longer active (its counters still count)."""
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, str(self.metrics_dir))
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         log.info("signal %d: stopping %d workers", sig, len(self.processes))

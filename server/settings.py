@@ -107,6 +107,24 @@ class Settings(BaseSettings):
     model_reconnect_attempts: int = Field(5, ge=0, le=6)  # after a drop: waits 0, .2, .5, 1, 2 s
     shutdown_grace_s: float = Field(10.0, ge=0)  # SIGTERM: time for calls in flight to finish
 
+    # --- call records and metrics ---
+    call_records: bool = True  # off: no calls table rows (benchmarks compare with and without)
+    call_record_flush_s: float = Field(15.0, gt=0, le=30)  # live calls written at least this often
+    transcript_retention_days: int = Field(30, ge=0)  # older transcripts removed; 0 = none stored
+    metrics: bool = True  # off: no /metrics counting (benchmarks compare with and without)
+    prometheus_multiproc_dir: Path | None = None  # --workers: metric files (default: a temp dir)
+    # USD per 1M tokens, for the estimated cost of each call (OpenAI's gpt-realtime prices)
+    model_price_text_in: float = Field(4.0, ge=0)
+    model_price_text_in_cached: float = Field(0.4, ge=0)
+    model_price_text_out: float = Field(16.0, ge=0)
+    model_price_audio_in: float = Field(32.0, ge=0)
+    model_price_audio_in_cached: float = Field(0.4, ge=0)
+    model_price_audio_out: float = Field(64.0, ge=0)
+
+    # --- spending ---
+    model_daily_budget_usd: float | None = Field(None, gt=0)  # unset: no cap
+    budget_check_s: float = Field(10.0, gt=0)  # how often each process reads today's cost
+
     # --- phone calls (Twilio Media Streams) ---
     twilio_auth_token: SecretStr | None = None  # set: webhooks signed, media streams need a token
     twilio_api_base_url: str | None = None  # Twilio's REST API; tests point it at a local fake

@@ -143,6 +143,8 @@ async def test_openapi_describes_both_endpoints(client):
         "/api/reservations/{phone_number}",
         "/api/reservations/{phone_number}/history",
         "/api/reservations/events",
+        "/api/calls",
+        "/api/calls/{call_id}",
     }
     assert set(document["paths"]["/api/reservations/{phone_number}"]) == {"get", "patch", "delete"}
     post = document["paths"]["/api/reservations"]["post"]

@@ -19,6 +19,7 @@ import asyncio
 import contextvars
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -121,6 +122,9 @@ class CallSpec:
     # holds, and the session is never rotated (it ends with the call).
     sideband: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Unique across processes and hosts (the sid is per process): the call's records row, and
+    # the id the bookings' history links to.
+    record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def _silence_for(spec: CallSpec, settings: Settings) -> Silence | None:

@@ -33,6 +33,7 @@ const REASON_TEXT = [
   [1008, /too many events/i, "The page sent more than the server accepts and the call was closed."],
   [1013, /too many calls from/i, "Too many calls are open from your network right now. End one, then call again."],
   [1013, /too many new calls/i, "Too many calls were started from your network in the last minute. Please wait a minute, then call again."],
+  [1013, /daily budget/i, "The host cannot take calls for the rest of today. Please call the restaurant, or try again tomorrow."],
 ];
 
 /** A sentence for a close code, made specific by the server's reason when it gave one. */

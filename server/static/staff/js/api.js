@@ -70,3 +70,19 @@ export async function listDay(date) {
 export const changeBooking = (phone, changes) => request("PATCH", phonePath(phone), changes);
 export const cancelBooking = (phone) => request("DELETE", phonePath(phone));
 export const bookingHistory = (phone) => request("GET", `${phonePath(phone)}/history`);
+
+/** Every call of a day (all pages), newest first. */
+export async function listCalls(date) {
+  const items = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ date, limit: "200" });
+    if (cursor) query.set("cursor", cursor);
+    const page = await request("GET", `/api/calls?${query}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
+export const getCall = (id) => request("GET", `/api/calls/${encodeURIComponent(id)}`);

@@ -280,8 +280,16 @@ function historyItem(entry) {
   const when = document.createElement("div");
   when.className = "when";
   const by = SOURCES[entry.source] ?? entry.source;
-  when.textContent = `${new Date(entry.at).toLocaleString()} · by ${by}`
-    + (entry.call ? ` (call ${entry.call})` : "");
+  when.textContent = `${new Date(entry.at).toLocaleString()} · by ${by}`;
+  if (entry.call) {
+    // The call's record: its transcript, in the calls view (the history dialog closes).
+    const link = document.createElement("a");
+    link.href = `#calls/${encodeURIComponent(entry.call)}`;
+    link.dataset.call = entry.call;
+    link.textContent = "the call";
+    link.addEventListener("click", () => document.getElementById("history-dialog").close());
+    when.append(" · ", link);
+  }
   const what = document.createElement("div");
   what.textContent = summary(entry);
   li.append(title, when, what);

@@ -1,9 +1,10 @@
 // The staff page: a token gate when the server asks for one, the live feed, and the views.
 // A view is a <section data-view="name"> plus an entry in VIEWS; the nav shows the one in the
-// URL's hash. Only "book" exists today; a "calls" view is added the same way.
+// URL's hash: #book, #calls, or #calls/<id> (the calls view with that call open).
 
 import { setToken, token } from "./api.js";
 import { BookView } from "./book-view.js";
+import { CallsView } from "./calls-view.js";
 import { LiveFeed } from "./feed.js";
 
 const $ = (id) => document.getElementById(id);
@@ -17,10 +18,12 @@ window.staffTest = staffTest;
 
 const feed = new LiveFeed();
 const book = new BookView({ onAuthError: authProblem });
-const VIEWS = { book };
+const calls = new CallsView({ onAuthError: authProblem });
+const VIEWS = { book, calls };
 let today = null;
 
-function showView(name) {
+function showView(hash) {
+  const [name, arg] = hash.split("/");
   const wanted = VIEWS[name] ? name : "book";
   for (const section of document.querySelectorAll("[data-view]")) {
     section.hidden = section.dataset.view !== wanted;
@@ -28,6 +31,10 @@ function showView(name) {
   for (const link of document.querySelectorAll("[data-view-link]")) {
     if (link.dataset.viewLink === wanted) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
+  }
+  if (wanted === "calls") {
+    if (calls.date === null && today !== null) calls.show(today);
+    if (arg && arg !== calls.openId) calls.open(decodeURIComponent(arg));
   }
 }
 
@@ -66,6 +73,7 @@ feed.addEventListener("ready", ({ detail }) => {
   if (today === null) {
     today = detail.today;
     book.show($("book-date").value || today);
+    if (calls.date === null && !$("view-calls").hidden) calls.show(today);
   }
 });
 feed.addEventListener("change", ({ detail }) => {

@@ -1,0 +1,107 @@
+"""Staff endpoints of the call records and the metrics: `GET /api/calls`, `GET /api/calls/{id}`,
+`GET /metrics`. Every one is behind the staff rule (`_staff`): the records hold callers' numbers
+and what they said, and the metrics say how busy the restaurant is.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api import ApiError, JSONResponse
+from server.records import store
+from server.records.metrics import CONTENT_TYPE
+from server.settings import Settings
+from server.staff_auth import staff_refusal
+
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 200
+READ_TIMEOUT_S = 5.0
+
+
+def _staff(request: Request) -> Settings:
+    """The app's settings, once the request has shown it is staff's (else 401/403)."""
+    settings: Settings = request.app.state.settings
+    host = request.client.host if request.client else None
+    refusal = staff_refusal(request.headers, host, settings)
+    if refusal is not None:
+        raise ApiError(refusal.status, refusal.code, refusal.message)
+    return settings
+
+
+def _timeout(settings: Settings) -> float:
+    return min(settings.db_command_timeout_s, READ_TIMEOUT_S)
+
+
+async def list_calls(request: Request) -> Response:
+    settings = _staff(request)
+    query = request.query_params
+    fields: dict[str, str] = {}
+    day = settings.today()
+    if "date" in query:
+        try:
+            day = dt.date.fromisoformat(query["date"])
+        except ValueError:
+            fields["date"] = "must be a date as YYYY-MM-DD"
+        else:
+            if not dt.date.min < day < dt.date.max:  # its bounds would overflow
+                fields["date"] = "must be a date between 0002-01-01 and 9999-12-30"
+    limit = LIST_LIMIT_DEFAULT
+    raw_limit = query.get("limit")
+    if raw_limit is not None:
+        if raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= LIST_LIMIT_MAX:
+            limit = int(raw_limit)
+        else:
+            fields["limit"] = f"must be a whole number from 1 to {LIST_LIMIT_MAX}"
+    unknown = set(query) - {"date", "limit", "cursor"}
+    fields.update({name: "is not a known parameter" for name in sorted(unknown)})
+    if fields:
+        raise ApiError(422, "validation_failed", "some parameters are invalid", fields)
+    try:
+        items, next_cursor = await store.list_calls(
+            request.app.state.pool,
+            day=day,
+            zone=settings.timezone,
+            limit=limit,
+            cursor=query.get("cursor") or None,
+            timeout_s=_timeout(settings),
+        )
+    except store.InvalidCursor as exc:
+        raise ApiError(422, "invalid_cursor", str(exc), {"cursor": str(exc)}) from None
+    return JSONResponse(
+        {
+            "date": day.isoformat(),
+            "items": [item.to_json() for item in items],
+            "next_cursor": next_cursor,
+        }
+    )
+
+
+async def get_call(request: Request) -> Response:
+    settings = _staff(request)
+    raw = request.path_params["call_id"]
+    try:
+        call_id = uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(404, "call_not_found", "no call with that id") from None
+    record = await store.get_call(request.app.state.pool, call_id, _timeout(settings))
+    if record is None:
+        raise ApiError(404, "call_not_found", "no call with that id")
+    return JSONResponse(record.to_json())
+
+
+async def metrics(request: Request) -> Response:
+    _staff(request)
+    body = request.app.state.metrics.render() if request.app.state.metrics else b""
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+routes = [
+    Route("/api/calls", list_calls, methods=["GET"]),
+    Route("/api/calls/{call_id}", get_call, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]
