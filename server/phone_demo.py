@@ -74,7 +74,6 @@ class PhonePlayer:
 
     playing_until: float = 0.0
     received_ms: float = 0.0  # all audio received, in ms
-    played_before_clear_ms: float = 0.0
     marks: list[tuple[float, str]] = field(default_factory=list)  # (due, name), in order
 
     def media(self, byte_count: int, now: float) -> None:
