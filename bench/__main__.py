@@ -1,19 +1,21 @@
-"""`python -m bench [all|relay|store|tools|integrity|sip|speech|records] [--calls 1,10,50] ...`.
+"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records] [--calls 1,10] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
-(audio round trip, CPU and memory per call), tools (function-call round trip), integrity
-(two server processes booking at once: nothing lost, nothing doubled), sip (server CPU per
-call-second of SIP calls, control events only, against relayed calls at the same N), speech
-(the offline model's recognition per fixture, decoding CPU per second of speech, concurrent
-speaking calls; `--speech-calls`, `--speech-seconds`, `--asr-workers`), records (server CPU
-per call-second at 100 calls with call records and metrics on, against off). `--calls`,
-`--seconds` and `--codec` shape the relay run; `--tool-calls` the tools run. Never part of
-`make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
+(audio round trip, CPU and memory per call), phone (Twilio media streams against the browser
+path, time to the greeting; `--phone-calls`, `--greetings`, its window is `--seconds`), tools
+(function-call round trip), integrity (two server processes booking at once: nothing lost,
+nothing doubled), sip (server CPU per call-second of SIP calls, control events only, against
+relayed calls at the same N), speech (the offline model's recognition per fixture, decoding CPU
+per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-seconds`,
+`--asr-workers`), records (server CPU per call-second at 100 calls with call records and metrics
+on, against off). `--calls`, `--seconds` and `--codec` shape the relay run; `--tool-calls` the
+tools run. Never part of `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"`
+for a quick look.
 """
 
 import argparse
 
-from bench import integrity, records_bench, relay, sip, speech, store, tools_bench
+from bench import integrity, phone, records_bench, relay, sip, speech, store, tools_bench
 
 
 def main() -> None:
@@ -22,12 +24,24 @@ def main() -> None:
         "suite",
         nargs="?",
         default="all",
-        choices=["all", "relay", "store", "tools", "integrity", "sip", "speech", "records"],
+        choices=[
+            "all",
+            "relay",
+            "phone",
+            "store",
+            "tools",
+            "integrity",
+            "sip",
+            "speech",
+            "records",
+        ],
     )
     relay.add_arguments(parser)
     parser.add_argument(
         "--tool-calls", type=relay.parse_calls, default=list(tools_bench.DEFAULT_CALLS)
     )
+    parser.add_argument("--phone-calls", type=relay.parse_calls, default=list(phone.DEFAULT_CALLS))
+    parser.add_argument("--greetings", type=int, default=phone.DEFAULT_GREETINGS)
     parser.add_argument("--no-audio", action="store_true", help="tools: callers send no audio")
     parser.add_argument("--sip-calls", type=relay.parse_calls, default=list(sip.DEFAULT_CALLS))
     speech.add_arguments(parser)
@@ -38,6 +52,8 @@ def main() -> None:
         store.main()
     if args.suite in ("all", "relay"):
         relay.run(args.calls, args.seconds, relay.codecs_of(args.codec))
+    if args.suite in ("all", "phone"):
+        phone.run(args.phone_calls, args.seconds, args.greetings)
     if args.suite in ("all", "tools"):
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):

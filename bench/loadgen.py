@@ -38,6 +38,9 @@ What one run does:
 * `--idle`: open the calls, send nothing, wait until all are connected plus `--settle` seconds,
   then report the RSS of every `--pid` (for memory per idle call) and hang up.
 
+`--twilio` makes every call Twilio's side of a `/twilio/media-stream` instead (same schedule,
+window and matching; `bench.phoneload` says how).
+
 Non-delta events (`session.created`, `session.updated`, ...) are skipped. Uses websockets' asyncio
 client (`max_queue=None`, `compression=None`, 16 MiB `max_size`, no client pings) on uvloop when
 it is installed. Every loop is bounded: connects time out, the window is fixed, the grace period
@@ -316,7 +319,12 @@ async def _open_all(run: Run, extra: list[asyncio.Task[None]], stream: bool) -> 
     """Open every call at the ramp rate; start streaming each as it connects. Returns ramp time."""
     args = run.args
     start = _now()
-    run.calls = [Call(run, i) for i in range(args.calls)]
+    kind: type[Call] = Call
+    if args.twilio:
+        from bench.phoneload import PhoneCall
+
+        kind = PhoneCall
+    run.calls = [kind(run, i) for i in range(args.calls)]
 
     async def one(call: Call) -> None:
         await call.open(start + call.index / args.ramp)
@@ -394,6 +402,10 @@ async def stream_run(args: argparse.Namespace) -> dict[str, Any]:
             if name in wait1 and window > 0
         },
     }
+    if args.twilio:
+        from bench.phoneload import figures
+
+        result.update(figures(run, window))
     if run.timeline is not None:
         result["timeline_max_ms"] = _timeline(run.timeline, t0, args.timeline_ms / 1000)
     return result
@@ -474,6 +486,12 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=2.0, help="seconds to wait for echoes")
     parser.add_argument("--connect-timeout", type=float, default=15.0)
     parser.add_argument("--idle", action="store_true", help="connect, send nothing, report RSS")
+    parser.add_argument(
+        "--twilio", action="store_true", help="speak Twilio Media Streams (see bench.phoneload)"
+    )
+    parser.add_argument(
+        "--frame-ms", type=int, default=20, choices=(20, 40, 60), help="--twilio: ms per frame"
+    )
     parser.add_argument(
         "--timeline-ms", type=int, default=0, help="also report the worst latency per bucket"
     )

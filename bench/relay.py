@@ -125,7 +125,8 @@ async def start_server(
     wrap: list[str] | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` against the local model; waits for /healthz. Returns process, port."""
+    """`python -m server` against the local model (`extra_env`: more environment variables);
+    waits for /healthz. Returns process, port."""
     port = free_port()
     env = clean_env(
         OPENAI_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
@@ -173,8 +174,9 @@ async def run_loadgen(
     pids: dict[str, int] | None = None,
     idle: bool = False,
     warmup: float = WARMUP_S,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One `python -m bench.loadgen` process; its JSON line as a dict."""
+    """One `python -m bench.loadgen` process (`extra`: more of its options); its JSON line."""
     argv = [
         sys.executable,
         "-m",
@@ -196,6 +198,7 @@ async def run_loadgen(
     ]
     if idle:
         argv.append("--idle")
+    argv += extra
     for name, pid in (pids or {}).items():
         argv += ["--pid", f"{name}={pid}"]
     process = await asyncio.create_subprocess_exec(

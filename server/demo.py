@@ -16,6 +16,9 @@ turn is over.
     python -m server.demo [--url ws://127.0.0.1:8000/v1/realtime] [--name NAME]
                           [--phone PHONE] [--wav FILE] [--timeout 30]
     python -m server.demo --sip [--name NAME] [--phone PHONE]   # a SIP call, see demo_sip.py
+
+``--phone`` alone (no number after it) calls as a phone over Twilio's protocol instead:
+``server.phone_demo``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ DEFAULT_URL = "ws://127.0.0.1:8000/v1/realtime"
 REALTIME_PATH = "/v1/realtime"
 DEFAULT_NAME = "Ada Lovelace"
 DEFAULT_TIMEOUT_S = 30.0
+PHONE_LINE = "<phone line>"  # `--phone` with no number: the Twilio caller of server.phone_demo
 
 FRAME_MS = 20  # what a browser's audio worklet sends; small frames let VAD react sooner
 FRAME_BYTES = FRAME_MS * p.PCM16_BYTES_PER_MS
@@ -688,7 +692,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--name", default=DEFAULT_NAME, help=f"caller name (default {DEFAULT_NAME})"
     )
     parser.add_argument(
-        "--phone", default="", help="caller phone (default: a random +65 9xxx xxxx mobile)"
+        "--phone",
+        nargs="?",
+        const=PHONE_LINE,
+        default="",
+        help="caller phone (default: a random +65 9xxx xxxx mobile); alone: call over Twilio's "
+        "media-stream protocol (webhook, greeting, barge-in, keypad, hang-up)",
     )
     parser.add_argument(
         "--wav", type=Path, help="a 16-bit mono WAV to stream first as the microphone"
@@ -716,6 +725,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # a C-locale console must not crash on "✓"
             stream.reconfigure(errors="replace")
+    if options.phone == PHONE_LINE:
+        from server import phone_demo
+
+        return phone_demo.main(phone_demo.options_from(options.url, options.wav, options.timeout))
 
     def out(line: str) -> None:
         print(line, flush=True)
