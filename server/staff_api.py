@@ -1,6 +1,6 @@
 """The staff's REST: the book (list), a booking's history, change, cancel, and the live feed.
 
-Every handler starts with `_staff(request)`: the one rule of `server.staff_auth`. Changes made
+Every handler starts with `require_staff(request)` (the rule of `server.staff_auth`). Changes
 here are recorded with source `rest`, or `staff` when the request says `X-Source: staff` (the
 staff page does). The live feed is server-sent events (`GET /api/reservations/events`): one
 `ready` event with the current position, then one `change` event per history row, each with the
@@ -33,8 +33,11 @@ SOURCES = ("rest", "staff")
 FEED_PAGE = 500  # history rows read per query when a client resumes
 
 
-def _staff(request: Request) -> Settings:
-    """The app's settings, once the request has shown it is staff's (else 401/403)."""
+def require_staff(request: Request) -> Settings:
+    """The app's settings, once the request has shown it is staff's (else 401/403).
+
+    Every staff route calls it first (the book here, the calls and /metrics in records/api.py).
+    """
     settings: Settings = request.app.state.settings
     host = request.client.host if request.client else None
     refusal = staff_refusal(request.headers, host, settings)
@@ -56,7 +59,7 @@ def _origin(request: Request) -> Origin:
 
 
 async def list_reservations(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     query = request.query_params
     fields: dict[str, str] = {}
     day = None
@@ -94,7 +97,7 @@ async def list_reservations(request: Request) -> Response:
 
 
 async def reservation_history(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     phone = path_phone(request, settings)
     entries = await reservations.history(request.app.state.pool, phone)
     return JSONResponse({"items": [entry.to_json() for entry in entries]})
@@ -104,7 +107,7 @@ async def reservation_history(request: Request) -> Response:
 
 
 async def change_reservation(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     phone = path_phone(request, settings)
     origin = _origin(request)
     body = await read_json(request)
@@ -121,7 +124,7 @@ async def change_reservation(request: Request) -> Response:
 
 
 async def cancel_reservation(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     phone = path_phone(request, settings)
     origin = _origin(request)
     result = await reservations.cancel(request.app.state.pool, phone, settings.today(), origin)
@@ -142,7 +145,7 @@ def _change_event(entry: HistoryEntry) -> bytes:
 
 
 async def reservation_events(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     pool = request.app.state.pool
     feed: LiveFeed = request.app.state.live_feed
     raw = request.headers.get("last-event-id")

@@ -16,21 +16,11 @@ from server.api import ApiError, JSONResponse
 from server.records import store
 from server.records.metrics import CONTENT_TYPE
 from server.settings import Settings
-from server.staff_auth import staff_refusal
+from server.staff_api import require_staff
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
 READ_TIMEOUT_S = 5.0
-
-
-def _staff(request: Request) -> Settings:
-    """The app's settings, once the request has shown it is staff's (else 401/403)."""
-    settings: Settings = request.app.state.settings
-    host = request.client.host if request.client else None
-    refusal = staff_refusal(request.headers, host, settings)
-    if refusal is not None:
-        raise ApiError(refusal.status, refusal.code, refusal.message)
-    return settings
 
 
 def _timeout(settings: Settings) -> float:
@@ -38,7 +28,7 @@ def _timeout(settings: Settings) -> float:
 
 
 async def list_calls(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     query = request.query_params
     fields: dict[str, str] = {}
     day = settings.today()
@@ -82,7 +72,7 @@ async def list_calls(request: Request) -> Response:
 
 
 async def get_call(request: Request) -> Response:
-    settings = _staff(request)
+    settings = require_staff(request)
     raw = request.path_params["call_id"]
     try:
         call_id = uuid.UUID(raw)
@@ -95,14 +85,14 @@ async def get_call(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    _staff(request)
+    require_staff(request)
     body = request.app.state.metrics.render() if request.app.state.metrics else b""
     return Response(body, media_type=CONTENT_TYPE)
 
 
 async def budget(request: Request) -> Response:
     """Today's spending against MODEL_DAILY_BUDGET_USD (all processes), for the staff page."""
-    settings = _staff(request)
+    settings = require_staff(request)
     current = request.app.state.budget
     if current is None:
         return JSONResponse(
