@@ -137,6 +137,13 @@ async def start_server(
         PORT=str(port),
         **(extra_env or {}),
     )
+    return await spawn_server(env, port, wrap)
+
+
+async def spawn_server(
+    env: dict[str, str], port: int, wrap: list[str] | None = None
+) -> tuple[asyncio.subprocess.Process, int]:
+    """`python -m server` with `env` (listening on `port`), once /healthz answers 200."""
     process = await asyncio.create_subprocess_exec(
         *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
     )

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import sys
 import time
 from typing import Any
 
@@ -42,10 +40,9 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from bench.relay import http_get, parse_calls, run_loadgen, start_echo_model, start_server
+from bench.relay import parse_calls, run_loadgen, spawn_server, start_echo_model, start_server
 from server import offline_model
 from server.offline_model.sip import SipCall, new_secret
-from server.settings import PROJECT_ROOT
 
 DEFAULT_CALLS = (1, 10, 50)
 DEFAULT_SECONDS = 10.0
@@ -79,20 +76,7 @@ async def start_sip_server(
         HOST="127.0.0.1",
         PORT=str(port),
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"the server exited during start-up ({process.returncode})")
-        with contextlib.suppress(OSError, TimeoutError, ValueError, IndexError):
-            status, _ = await http_get(port, "/healthz")
-            if status == 200:
-                return process, port
-        await asyncio.sleep(0.1)
-    await stop(process)
-    raise RuntimeError("the server did not become healthy within 60 s")
+    return await spawn_server(env, port)
 
 
 def _greeted(call: SipCall) -> bool:
