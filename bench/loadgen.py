@@ -221,9 +221,8 @@ class Call:
             seq += 1
 
     async def receive(self) -> None:
-        run, ws, index = self.run, self.ws, self.index
+        run, ws = self.run, self.ws
         assert ws is not None
-        sent, received, latencies = self.sent, self.received, run.latencies
         try:
             async for message in ws:
                 now = _now()
@@ -237,29 +236,34 @@ class Call:
                 if named is None:
                     run.late_or_unmatched += 1
                     continue
-                call, seq = named
-                if call != index or seq >= len(sent):
-                    run.misrouted += 1
-                    continue
-                if received[seq]:
-                    run.duplicates += 1
-                    continue
-                received[seq] = 1
-                if seq < self.last_seq:
-                    run.out_of_order += 1
-                else:
-                    self.last_seq = seq
-                sent_at = sent[seq]
-                if run.window_start <= sent_at < run.window_end:
-                    latencies.append(now - sent_at)
-                    if run.timeline is not None:
-                        run.timeline.append((sent_at, now - sent_at))
-                    run.echoed_in_window += 1
-                    if run.echoed_in_window == run.sent_in_window and now >= run.window_end:
-                        run.all_echoed.set()
+                self.echoed(named, now)
         except ConnectionClosed:
             if _now() < run.stop_at:  # not while we hang up ourselves
                 self.fail("closed_by_server")
+
+    def echoed(self, named: tuple[int, int], now: float) -> None:
+        """An echo of frame `seq` of call `call` arrived at `now`: count and time it."""
+        run, sent, received = self.run, self.sent, self.received
+        call, seq = named
+        if call != self.index or seq >= len(sent):
+            run.misrouted += 1
+            return
+        if received[seq]:
+            run.duplicates += 1
+            return
+        received[seq] = 1
+        if seq < self.last_seq:
+            run.out_of_order += 1
+        else:
+            self.last_seq = seq
+        sent_at = sent[seq]
+        if run.window_start <= sent_at < run.window_end:
+            run.latencies.append(now - sent_at)
+            if run.timeline is not None:
+                run.timeline.append((sent_at, now - sent_at))
+            run.echoed_in_window += 1
+            if run.echoed_in_window == run.sent_in_window and now >= run.window_end:
+                run.all_echoed.set()
 
     async def close(self) -> None:
         if self.ws is not None:
