@@ -19,14 +19,14 @@ test: $(STAMP)  ## the whole suite (uses DATABASE_URL if set, else an embedded P
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## scripted call against a running server
-	$(PY) -m server.demo
+	$(PY) -m demo
 
 bench: $(STAMP)  ## benchmarks; never part of `make test`
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m bench $(BENCH_ARGS)
 
-lint: $(STAMP)  ## ruff (style, bugs) and mypy (types of server, tools, harness, bench)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+lint: $(STAMP)  ## ruff (style, bugs), mypy (types) and lint-imports (the layering contracts)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .

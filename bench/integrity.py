@@ -12,7 +12,7 @@ from harness import integrity
 def main() -> None:
     async def scenario(admin: str) -> dict[str, Any]:
         async with throwaway_database(admin) as dsn:
-            from server.database import open_database
+            from server.book.database import open_database
             from server.settings import Settings
 
             db = await open_database(Settings(database_url=dsn, _env_file=None))

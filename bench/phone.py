@@ -263,7 +263,7 @@ def _summary(samples: list[float]) -> dict[str, Any]:
 
 async def greeting_session(dsn: str, calls: int) -> dict[str, Any]:
     model, model_port = await spawn_listening(
-        "the offline model", "-m", "server.offline_model", "--port", "0"
+        "the offline model", "-m", "offline_model", "--port", "0"
     )
     server = None
     try:

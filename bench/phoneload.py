@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from bench.loadgen import HEADER, HEADER_CHARS, MAGIC, MAX_SIZE, Call, _now
+from bench.calls import HEADER, HEADER_CHARS, MAGIC, MAX_SIZE, Call, _now
 
 if TYPE_CHECKING:
-    from bench.loadgen import Run
+    from bench.calls import Run
 
 MULAW_BYTES_PER_MS = 8
 MEDIA_PREFIX = '{"event":"media"'

@@ -2,7 +2,7 @@
 
 Processes (all on 127.0.0.1, each its own process, so none steals the others' event loop):
 
-* the offline model in echo mode, `python -m server.offline_model --port 0 --echo`: every
+* the offline model in echo mode, `python -m offline_model --port 0 --echo`: every
   `input_audio_buffer.append` is answered at once by one `response.output_audio.delta` carrying
   the same base64 text;
 * our server, `python -m server`, with `OPENAI_BASE_URL` pointing at that echo model,
@@ -111,9 +111,9 @@ async def http_get(port: int, path: str, timeout_s: float = 3.0) -> tuple[int, b
 
 
 async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server.offline_model --port 0 --echo`; returns the process and its port."""
+    """`python -m offline_model --port 0 --echo`; returns the process and its port."""
     return await spawn_listening(
-        "the echo model", "-m", "server.offline_model", "--port", "0", "--echo", *extra
+        "the echo model", "-m", "offline_model", "--port", "0", "--echo", *extra
     )
 
 

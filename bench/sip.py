@@ -30,6 +30,7 @@ from typing import Any
 
 import psutil
 
+import offline_model
 from bench.common import (
     clean_env,
     free_port,
@@ -41,8 +42,7 @@ from bench.common import (
     write_results,
 )
 from bench.relay import parse_calls, run_loadgen, spawn_server, start_echo_model, start_server
-from server import offline_model
-from server.offline_model.sip import SipCall, new_secret
+from offline_model.sip import SipCall, new_secret
 
 DEFAULT_CALLS = (1, 10, 50)
 DEFAULT_SECONDS = 10.0

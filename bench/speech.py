@@ -7,7 +7,7 @@ many callers can talk to one offline-model process at once.
    against what was said. This is the README's "Speech" table.
 2. **CPU per second of speech** (this process): each fixture decoded `--repeat` times; the
    decoder's CPU seconds (user + system, `time.process_time`) over seconds of audio, per path.
-3. **Concurrent speaking calls** (a separate `python -m server.offline_model` process, default
+3. **Concurrent speaking calls** (a separate `python -m offline_model` process, default
    recogniser workers): N callers each stream a booking utterance in real time (20 ms appends),
    then silence until the reply starts, then speak again, staggered so they do not all stop at
    once. Per turn: the model's `speech_stopped` lateness (received − when the frame at its
@@ -35,10 +35,11 @@ import psutil
 from websockets.asyncio.client import connect
 
 from bench.common import machine, percentile, print_table, spawn_listening, stop, write_results
-from server.offline_model import asr_worker, g711
-from server.offline_model.intents import parse
-from server.offline_model.transcript import normalise
-from server.realtime import protocol as p
+from offline_model import asr_worker
+from offline_model.intents import parse
+from offline_model.transcript import normalise
+from protocol import g711
+from protocol import realtime as p
 from server.settings import PROJECT_ROOT
 
 SPEECH = PROJECT_ROOT / "tests" / "data" / "speech"
@@ -223,7 +224,7 @@ async def concurrency(
     utterance_s = len(utterance) / 2 / p.PCM16_RATE
     extra = ["--asr-workers", str(workers)] if workers else []
     process, port = await spawn_listening(
-        "the offline model", "-m", "server.offline_model", "--port", "0", *extra
+        "the offline model", "-m", "offline_model", "--port", "0", *extra
     )
     url = f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime"
     rows: list[dict[str, Any]] = []

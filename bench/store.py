@@ -26,9 +26,9 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from server import reservations
-from server.database import open_database
-from server.models import ReservationRequest
+from server.book import reservations
+from server.book.database import open_database
+from server.book.models import ReservationRequest
 from server.settings import PROJECT_ROOT, Settings
 
 CALLERS = 50

@@ -52,6 +52,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from bench.calls import DELTA_PREFIX, FRAME_S, MAX_SIZE, audio_body, frame_text
 from bench.common import (
     machine,
     print_table,
@@ -62,7 +63,6 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from bench.loadgen import DELTA_PREFIX, FRAME_S, MAX_SIZE, audio_body, frame_text
 from bench.relay import (
     MODEL_QUERY,
     http_get,
@@ -71,8 +71,8 @@ from bench.relay import (
     start_server,
     wait_model_idle,
 )
-from server.offline_model.echo import echo_frame
-from server.realtime import protocol as p
+from offline_model.echo import echo_frame
+from protocol import realtime as p
 
 TOOLS = ("make_reservation", "lookup_reservation")
 DEFAULT_CALLS = (1, 100)

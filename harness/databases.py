@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from server.database import start_embedded
+from server.book.database import start_embedded
 from server.settings import PROJECT_ROOT
 
 

@@ -8,8 +8,8 @@ import logging
 import sys
 
 from server import logs
-from server.database import DatabaseUnreachable, open_database
-from server.reservations import seed
+from server.book.database import DatabaseUnreachable, open_database
+from server.book.reservations import seed
 from server.serving import serve
 from server.settings import Settings
 

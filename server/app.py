@@ -22,22 +22,19 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from server import api, staff_api
-from server.admission import Admission
-from server.budget import Budget
+from server.access.admission import Admission
+from server.access.budget import Budget
+from server.book.database import open_database
+from server.book.live_feed import LiveFeed
+from server.book.reservations import DatabaseUnavailable
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
-from server.database import open_database
-from server.http_guard import HttpGuard
-from server.live_feed import LiveFeed
-from server.openapi import build_openapi
 from server.realtime.instructions import session_update
 from server.records import api as records_api
 from server.records import cost_today
 from server.records.metrics import Metrics
 from server.records.recorder import Recorder
-from server.reservations import DatabaseUnavailable
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
 from server.transports.realtime_socket import RealtimeEndpoint
@@ -45,6 +42,9 @@ from server.transports.sip_call import SipCalls
 from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
+from server.web import api, staff_api
+from server.web.http_guard import HttpGuard
+from server.web.openapi import build_openapi
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
 
 log = logging.getLogger("server.app")
@@ -181,7 +181,7 @@ async def model_client(settings: Settings) -> AsyncIterator[ModelClient]:
     websocket_base_url = settings.openai_websocket_base_url
     offline = None
     if key is None and base_url is None:
-        from server import offline_model
+        import offline_model
 
         offline = await offline_model.start(
             host="127.0.0.1", port=0, timezone=settings.restaurant_timezone

@@ -24,9 +24,9 @@ from typing import Any
 
 import uvicorn
 
+from server.access.clients import UVICORN_OPTIONS
+from server.book.live_feed import end_all_streams
 from server.call.switchboard import drain_all
-from server.clients import UVICORN_OPTIONS
-from server.live_feed import end_all_streams
 from server.settings import Settings
 
 log = logging.getLogger("server")

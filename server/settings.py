@@ -16,7 +16,7 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from server import clients
+from server.access import clients
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

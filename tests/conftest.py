@@ -19,9 +19,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from harness.databases import server_dsn, throwaway_database
+from server.access.clients import UVICORN_OPTIONS
 from server.app import create_app
-from server.clients import UVICORN_OPTIONS
-from server.database import Database, open_database
+from server.book.database import Database, open_database
 from server.serving import uvicorn_ws_options
 from server.settings import Settings
 

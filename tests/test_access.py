@@ -12,7 +12,7 @@ import websockets
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
-from server import offline_model
+import offline_model
 from tests.conftest import serve_app
 
 TOKEN = "test-access-token-123"

@@ -5,7 +5,7 @@ import datetime as dt
 import httpx
 import pytest
 
-from server.database import open_database
+from server.book.database import open_database
 from tests.conftest import serve_app
 from tests.netproxy import CuttableProxy
 

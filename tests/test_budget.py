@@ -18,7 +18,7 @@ import orjson
 import pytest
 import websockets
 
-from server.budget import BUSY_MESSAGE, Budget
+from server.access.budget import BUSY_MESSAGE, Budget
 from tests.conftest import LiveServer, serve_app
 from tests.test_relay import Caller
 from tests.twilio_fakes import ScriptedModel

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from harness.databases import with_database
-from server.database import (
+from server.book.database import (
     create_pool,
     migrate,
     migration_files,

@@ -11,9 +11,9 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from server.db_errors import DatabaseUnavailable, outage_as_unavailable
-from server.live_feed import QUEUE_SIZE, LiveFeed
-from server.reservations import HistoryEntry
+from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
+from server.book.live_feed import QUEUE_SIZE, LiveFeed
+from server.book.reservations import HistoryEntry
 
 
 @pytest.mark.parametrize(

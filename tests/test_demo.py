@@ -1,4 +1,4 @@
-"""`python -m server.demo`: its pure verdict logic, its audio helpers, and whole calls against the
+"""`python -m demo`: its pure verdict logic, its audio helpers, and whole calls against the
 live server (offline model, throwaway database)."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import httpx
 import phonenumbers
 import pytest
 
-from server import demo
-from server.demo import CallLog, Options
-from server.offline_model.conversation import NOT_HEARD
-from server.offline_model.intents import parse
-from server.realtime import protocol as p
+from demo import page as demo
+from demo.page import CallLog, Options
+from offline_model.conversation import NOT_HEARD
+from offline_model.intents import parse
+from protocol import realtime as p
 
 BOOKING = demo.script("Ada Lovelace", "+65 9123 4567")[0]
 LOOKUP = demo.script("Ada Lovelace", "+65 9123 4567")[1]
@@ -447,7 +447,7 @@ async def test_cli_exits_1_when_the_phone_already_holds_another_booking(live_ser
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server.demo",
+        "demo",
         "--url",
         live_server.ws_url,  # the path is added by the demo
         "--phone",

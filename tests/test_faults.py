@@ -10,8 +10,8 @@ import shutil
 import httpx
 import pytest
 
-from server import offline_model
-from server.database import EmbeddedPostgres, open_database, start_embedded
+import offline_model
+from server.book.database import EmbeddedPostgres, open_database, start_embedded
 from server.settings import PROJECT_ROOT
 from tests.conftest import serve_app
 from tests.netproxy import CuttableProxy

@@ -36,8 +36,8 @@ import websockets
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from server.models import MAX_OTHER_INFO_BYTES
-from server.realtime import protocol as p
+from protocol import realtime as p
+from server.book.models import MAX_OTHER_INFO_BYTES
 from tools import ToolContext, default_registry
 
 FUZZ = settings(

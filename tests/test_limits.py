@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from server import clients
-from server.access import origin_allowed
-from server.http_guard import security_headers
-from server.ratelimit import CallLimiter, RequestLimiter
+from server.access import clients
+from server.access.credentials import origin_allowed
+from server.access.ratelimit import CallLimiter, RequestLimiter
 from server.settings import Settings
 from server.startup_warnings import startup_warnings
+from server.web.http_guard import security_headers
 
 
 class FakeClock:

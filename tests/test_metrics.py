@@ -13,7 +13,7 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import offline_model
+import offline_model
 from server.realtime.session import Note
 from server.records.metrics import Metrics
 from tests.conftest import LiveServer, serve_app

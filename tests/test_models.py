@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from server.models import (
+from server.book.models import (
     InvalidPhoneNumber,
     RequestInvalid,
     mask_phone,

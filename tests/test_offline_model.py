@@ -25,13 +25,13 @@ import websockets
 from openai import AsyncOpenAI
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.offline_model import OfflineModel, dialog, start
-from server.offline_model.audio import EnergyVad, synthesize
-from server.offline_model.conversation import NOT_HEARD
-from server.offline_model.dialog import Call, Say, Slots, answer, ask, decide, spell
-from server.offline_model.echo import echo_frame
-from server.offline_model.intents import parse
-from server.realtime import protocol as p
+from offline_model import OfflineModel, dialog, start
+from offline_model.audio import EnergyVad, synthesize
+from offline_model.conversation import NOT_HEARD
+from offline_model.dialog import Call, Say, Slots, answer, ask, decide, spell
+from offline_model.echo import echo_frame
+from offline_model.intents import parse
+from protocol import realtime as p
 
 TIMEOUT = 5.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -552,7 +552,7 @@ async def test_openai_sdk_connects_and_gets_parsed_events(model: OfflineModel) -
 
 async def test_cli_prints_url_and_exits_cleanly_on_sigterm() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.offline_model", "--port", "0",
+        sys.executable, "-m", "offline_model", "--port", "0",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -574,8 +574,8 @@ async def test_cli_prints_url_and_exits_cleanly_on_sigterm() -> None:
 
 
 def test_a_refused_session_update_changes_nothing() -> None:
-    from server.offline_model.conversation import Conversation
-    from server.offline_model.stats import Stats
+    from offline_model.conversation import Conversation
+    from offline_model.stats import Stats
 
     conversation = Conversation(model="gpt-realtime", stats=Stats(), today=date.today)
     conversation.opening()

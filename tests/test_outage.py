@@ -14,7 +14,7 @@ from collections import Counter
 
 import httpx
 
-from server.database import open_database
+from server.book.database import open_database
 from tests.servers import server_process
 from tests.test_faults import own_postgres, start_postgres, stop_postgres  # noqa: F401
 from tests.test_staff_api import Feed

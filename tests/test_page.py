@@ -28,12 +28,12 @@ from typing import Any
 import httpx
 import pytest
 
-from server import offline_model
-from server.offline_model import dialog
-from server.offline_model.audio import synthesize
-from server.offline_model.conversation import NOT_HEARD
-from server.offline_model.intents import parse
-from server.realtime import protocol as p
+import offline_model
+from offline_model import dialog
+from offline_model.audio import synthesize
+from offline_model.conversation import NOT_HEARD
+from offline_model.intents import parse
+from protocol import realtime as p
 from tests.conftest import LiveServer, serve_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -75,8 +75,8 @@ def chromium_args(wav: Path) -> list[str]:
 
 
 # Installed before the page's own scripts: every CSP violation the page causes, in words. The
-# server sends a strict policy with every page (server/http_guard.py), and Chromium also logs each
-# violation as a console error, which `open_caller` counts as a problem too.
+# server sends a strict policy with every page (server/web/http_guard.py), and Chromium also logs
+# each violation as a console error, which `open_caller` counts as a problem too.
 CSP_RECORDER = """
 window.cspViolations = [];
 document.addEventListener("securitypolicyviolation", (event) => {

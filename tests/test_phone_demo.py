@@ -1,4 +1,4 @@
-"""`python -m server.demo --phone`: the playback rules alone, then whole calls against a live
+"""`python -m demo --phone`: the playback rules alone, then whole calls against a live
 server (a scripted model driven event by event, signed webhooks and stream tokens on)."""
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from server import demo, phone_audio, phone_demo
-from server.phone_demo import PhoneDemoFailed, PhoneOptions, PhonePlayer
+from demo import page as demo
+from demo import phone as phone_demo
+from demo import phone_audio
+from demo.phone import PhoneDemoFailed, PhoneOptions, PhonePlayer
 from tests.conftest import LiveServer, serve_app
 from tests.twilio_fakes import ModelSession, ScriptedModel
 
@@ -298,7 +300,7 @@ async def test_cli_plays_a_wav_file_as_the_callers_speech(live_server):
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "server.demo",
+        "demo",
         "--phone",
         "--wav",
         str(wav),

@@ -43,7 +43,7 @@ async def server(settings, database, model) -> AsyncIterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 async def model():
-    from server import offline_model
+    import offline_model
 
     async with offline_model.OfflineModel(pace=0.002) as running:
         yield running
@@ -386,7 +386,7 @@ async def test_a_phone_call_is_recorded_with_the_callers_number_in_full(settings
 async def test_a_sip_call_is_recorded_with_the_callers_number_and_the_booking(
     settings, database, pool
 ):
-    from server import offline_model
+    import offline_model
     from tests.test_sip import CALLER, answered_call, booking, idle, say_and_wait, sip_settings
     from tests.test_sip import until as sip_until
 

@@ -17,7 +17,7 @@ import websockets
 from openai import AsyncOpenAI
 from pydantic import SecretStr
 
-from server import offline_model
+import offline_model
 from tests.conftest import LiveServer, serve_app
 from tests.netproxy import CuttableProxy
 

@@ -7,9 +7,9 @@ import re
 import asyncpg
 import pytest
 
-from server import reservations
-from server.database import create_pool
-from server.models import ReservationRequest
+from server.book import reservations
+from server.book.database import create_pool
+from server.book.models import ReservationRequest
 
 TODAY = dt.date(2026, 11, 25)
 

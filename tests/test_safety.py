@@ -21,9 +21,9 @@ import pytest
 import websockets
 from starlette.requests import HTTPConnection
 
-from server import offline_model
-from server.admission import Admission, Refusal
-from server.call_slots import SharedCallSlots
+import offline_model
+from server.access.admission import Admission, Refusal
+from server.access.call_slots import SharedCallSlots
 from server.settings import Settings
 from tests.conftest import LiveServer, serve_app
 

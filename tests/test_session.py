@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.realtime.instructions import session_update
 from server.realtime.session import (
     CLOSE_TOO_BIG,

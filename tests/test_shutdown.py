@@ -18,8 +18,8 @@ import orjson
 import pytest
 import websockets
 
+import offline_model
 from harness.processes import NO_CLIENT_LIMITS
-from server import offline_model
 from server.settings import PROJECT_ROOT
 from tests.conftest import free_socket
 from tests.netproxy import CuttableProxy

@@ -13,7 +13,7 @@ import orjson
 import pytest
 import websockets
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.realtime.session import Close, RelaySession, ToClient, ToModel
 from server.realtime.silence import Silence
 from tests.conftest import serve_app

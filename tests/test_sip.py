@@ -15,9 +15,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from server import offline_model
-from server.demo_sip import run_sip_demo
-from server.offline_model.sip import SipCall, incoming_event, new_secret, post_webhook, sign
+import offline_model
+from demo.sip import run_sip_demo
+from offline_model.sip import SipCall, incoming_event, new_secret, post_webhook, sign
 from tests.conftest import LiveServer, serve_app
 
 TIMEOUT = 10

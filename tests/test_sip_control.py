@@ -9,10 +9,10 @@ import orjson
 import pytest
 from openai import AsyncOpenAI, InvalidWebhookSignatureError
 
-from server.offline_model import dialog
-from server.offline_model.intents import parse
-from server.offline_model.sip import incoming_event, new_secret, sign
-from server.realtime import protocol as p
+from offline_model import dialog
+from offline_model.intents import parse
+from offline_model.sip import incoming_event, new_secret, sign
+from protocol import realtime as p
 from server.transports.sip_control import (
     AwaitPlayout,
     CallerActive,

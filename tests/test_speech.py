@@ -25,21 +25,22 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from server.offline_model import OfflineModel, asr_worker, g711, start
-from server.offline_model.audio import synthesize
-from server.offline_model.conversation import (
+from offline_model import OfflineModel, asr_worker, start
+from offline_model.audio import synthesize
+from offline_model.conversation import (
     NOT_HEARD,
     TRANSCRIPTION_FAILED,
     Conversation,
     Transcribe,
 )
-from server.offline_model.dialog import Call, Say, Slots, decide
-from server.offline_model.intents import parse
-from server.offline_model.response import ResponseRun
-from server.offline_model.speech import Recognizer
-from server.offline_model.stats import Stats
-from server.offline_model.transcript import normalise
-from server.realtime import protocol as p
+from offline_model.dialog import Call, Say, Slots, decide
+from offline_model.intents import parse
+from offline_model.response import ResponseRun
+from offline_model.speech import Recognizer
+from offline_model.stats import Stats
+from offline_model.transcript import normalise
+from protocol import g711
+from protocol import realtime as p
 
 TIMEOUT = 20.0  # a turn includes a decode in a freshly spawned worker process
 SPEECH = Path(__file__).parent / "data" / "speech"

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from server.live_feed import APPLICATION_NAME
-from server.staff_auth import is_loopback, staff_refusal
+from server.access.staff_auth import is_loopback, staff_refusal
+from server.book.live_feed import APPLICATION_NAME
 from tests.conftest import serve_app
 
 PHONE = "+6598207272"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
-from server import offline_model
+import offline_model
 from tests.conftest import serve_app
 from tests.test_page import ARTIFACTS, CHROMIUM
 from tests.test_relay import BOOK, LOOKUP, Caller

@@ -5,7 +5,7 @@ import datetime as dt
 import orjson
 import pytest
 
-from server.database import create_pool
+from server.book.database import create_pool
 from tests.netproxy import CuttableProxy
 from tools import CALL_CONTROL, ToolContext, default_registry
 from tools.booking import names_match, spell

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from server import reservations
+from server.book import reservations
 from tests.test_tools import booking_args, run, tomorrow
 from tools import ToolContext
 

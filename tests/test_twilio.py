@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from server import offline_model
+import offline_model
 from server.transports.twilio_webhook import mint_stream_token
 from tests.conftest import LiveServer, serve_app
 from tests.twilio_fakes import (

@@ -12,8 +12,9 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from server import reservations
-from server.models import (
+from protocol import realtime as p
+from server.book import reservations
+from server.book.models import (
     InvalidPhoneNumber,
     RequestInvalid,
     normalize_phone,
@@ -21,8 +22,7 @@ from server.models import (
     validate_request,
     validate_slot,
 )
-from server.realtime import protocol as p
-from tools import Tool, ToolArgumentsInvalid, ToolContext, ToolResult, failure
+from tools.registry import Tool, ToolArgumentsInvalid, ToolContext, ToolResult, failure
 
 NAME_MATCH_THRESHOLD = 80  # out of 100; survives "Lovelase" for "Lovelace", not "Alan" for "Ada"
 

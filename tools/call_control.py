@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.realtime import protocol as p
-from tools import Tool, ToolContext, ToolResult, failure
+from protocol import realtime as p
+from tools.registry import Tool, ToolContext, ToolResult, failure
 
 
 async def end_call(args: dict[str, Any], context: ToolContext) -> ToolResult:

@@ -26,9 +26,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from protocol import realtime as p
 from server.call.model import ModelClosed, ModelConnection, ModelUnavailable
 from server.call.outbound import Outbound
-from server.realtime import protocol as p
 from server.realtime.session import (
     CLOSE_INTERNAL,
     CLOSE_POLICY,

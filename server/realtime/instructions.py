@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.settings import Settings
 
 TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"

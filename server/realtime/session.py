@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.realtime.silence import GOODBYE, PROMPT, Silence
 
 # --- actions ----------------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api import ApiError, JSONResponse
 from server.records import store
 from server.records.metrics import CONTENT_TYPE
 from server.settings import Settings
-from server.staff_api import require_staff
+from server.web.api import ApiError, JSONResponse
+from server.web.staff_api import require_staff
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import orjson
 
-from server.reservations import DatabaseUnavailable
+from server.book.reservations import DatabaseUnavailable
 
 # What asyncpg raises when the server is gone, restarting or too slow (reads answer 503).
 UNAVAILABLE = (

@@ -16,7 +16,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server.admission import Admission, Refusal
+from server.access.admission import Admission, Refusal
 from server.call.core import CallSpec
 from server.call.switchboard import Refused, Switchboard
 from server.realtime.session import Action, ToClient

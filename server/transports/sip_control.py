@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.realtime.session import peek_type
 
 CALL_INCOMING = "realtime.call.incoming"

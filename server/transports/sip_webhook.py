@@ -20,12 +20,12 @@ from openai import InvalidWebhookSignatureError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.api import error_response
 from server.call.switchboard import Switchboard
 from server.settings import Settings
 from server.transports.sip_call import SipCalls
 from server.transports.sip_control import CALL_INCOMING, read_incoming
-from server.webhook_deliveries import WebhookDeliveries
+from server.transports.webhook_deliveries import WebhookDeliveries
+from server.web.api import error_response
 
 log = logging.getLogger("server.sip")
 

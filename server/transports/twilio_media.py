@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from server.realtime import protocol as p
+from protocol import realtime as p
 from server.realtime.session import ToClient, ToModel
 
 MULAW_BYTES_PER_MS = 8

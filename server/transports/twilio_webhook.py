@@ -25,10 +25,10 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from server.api import error_response
-from server.budget import BUSY_MESSAGE as BUDGET_MESSAGE
+from server.access.budget import BUSY_MESSAGE as BUDGET_MESSAGE
 from server.call.switchboard import Refused, Switchboard
 from server.settings import Settings
+from server.web.api import error_response
 
 log = logging.getLogger("server.twilio")
 
