@@ -24,12 +24,15 @@ from starlette.staticfiles import StaticFiles
 
 from server.access.admission import Admission
 from server.access.budget import Budget
+from server.book import outbox
 from server.book.database import open_database
 from server.book.live_feed import LiveFeed
 from server.book.reservations import DatabaseUnavailable
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
+from server.messaging.sender import Sender
+from server.messaging.webhooks import SmsWebhooks
 from server.realtime.instructions import session_update
 from server.records import api as records_api
 from server.records import cost_today
@@ -42,7 +45,7 @@ from server.transports.sip_call import SipCalls
 from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
-from server.web import api, staff_api
+from server.web import api, manage, messages_api, staff_api
 from server.web.http_guard import HttpGuard
 from server.web.openapi import build_openapi
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
@@ -76,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     sip_tools = frozenset() if settings.transfer_number else frozenset({"transfer_call"})
     sip_calls = SipCalls(switchboard, settings, lambda: registry.schemas(without=sip_tools))
+    sender = Sender(settings)
+    sms_webhooks = SmsWebhooks(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +97,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await live_feed.start()
             stack.push_async_callback(live_feed.close)
             app.state.live_feed = live_feed
+            # The manage links' key: configured, else one the processes share via the database.
+            secret = settings.manage_link_secret
+            app.state.manage_key = (
+                secret.get_secret_value().encode()
+                if secret is not None
+                else await outbox.shared_secret(database.pool, "manage_links")
+            )
+            await sender.start(database.pool, app.state.manage_key, live_feed)
+            stack.push_async_callback(sender.close)
             observers = switchboard.observers
             if metrics is not None:
                 observers.append(metrics)
@@ -139,11 +153,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
+            *messages_api.routes,
+            *manage.routes,
             *records_api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
             WebSocketRoute(STREAM_PATH, twilio_stream),
+            Route("/twilio/sms", sms_webhooks.incoming, methods=["POST"]),
+            Route("/twilio/sms-status", sms_webhooks.status, methods=["POST"]),
             Route(
                 WEBHOOK_PATH,
                 OpenAIWebhook(settings, switchboard, sip_calls).handle,
@@ -164,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.switchboard = switchboard
     app.state.admission = admission
     app.state.sip_calls = sip_calls
+    app.state.sender = sender
     app.state.metrics = metrics
     app.state.budget = None
     app.state.recorder = None

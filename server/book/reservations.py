@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from server.book import outbox
 from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
 from server.book.models import ReservationRequest
 
@@ -54,6 +55,7 @@ CHANGEABLE = ("name", "reservation_date", "reservation_time", "party_size", "oth
 SELECT_BY_PHONE_SQL = (
     f"SELECT {COLUMNS} FROM reservations WHERE phone_number = $1 AND status = 'confirmed'"
 )
+SELECT_BY_ID_SQL = f"SELECT {COLUMNS} FROM reservations WHERE id = $1"
 LOCK_CONFIRMED_SQL = SELECT_BY_PHONE_SQL + " FOR UPDATE"
 LOCK_UPCOMING_SQL = (
     f"SELECT {COLUMNS} FROM reservations"
@@ -90,13 +92,15 @@ RETURNING {COLUMNS}
 CANCEL_SQL = f"UPDATE reservations SET status = 'cancelled' WHERE id = $1 RETURNING {COLUMNS}"
 
 HISTORY_LOCK_SQL = "SELECT pg_advisory_xact_lock($1)"
+# One statement, one round trip: the history row, its NOTIFY, and the guest's texts ($8: the
+# text's kind; see `outbox.outbox_ctes`).
 RECORD_SQL = f"""
 WITH entry AS (
     INSERT INTO reservation_history
         (reservation_id, phone_number, action, source, call_id, before, after)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     RETURNING seq
-)
+){outbox.outbox_ctes("entry")}
 SELECT seq, pg_notify('{HISTORY_CHANNEL}', seq::text) FROM entry
 """
 
@@ -157,8 +161,8 @@ SEED_ROWS: list[dict[str, Any]] = [
 
 @dataclass(frozen=True)
 class Origin:
-    """Who made a change, as the history records it: `rest`, `voice` or `staff`, and for voice
-    the call's id."""
+    """Who made a change, as the history records it: `rest`, `voice`, `staff` or `guest` (the
+    manage page), and for voice the call's id."""
 
     source: str = "rest"
     call_id: str | None = None
@@ -263,12 +267,14 @@ async def _record(
     before: Reservation | None,
     after: Reservation,
 ) -> int:
-    """Append the change's history row in the caller's transaction; returns its seq.
+    """Append the change's history row in the caller's transaction, and the outbox rows of the
+    guest's texts with it (`server.book.outbox`); returns its seq.
 
     The advisory lock, held until commit, makes seq numbers follow commit order; writers take it
     last, after their row locks, so it cannot deadlock with them.
     """
     await conn.execute(HISTORY_LOCK_SQL, HISTORY_LOCK_ID)
+    kind = outbox.kind_of(action, before.status if before is not None else None, after.status)
     row = await conn.fetchrow(
         RECORD_SQL,
         after.id,
@@ -278,6 +284,7 @@ async def _record(
         origin.call_id,
         before.to_json() if before is not None else None,
         after.to_json(),
+        kind,
     )
     return int(row["seq"])
 
@@ -400,6 +407,13 @@ async def find(pool: asyncpg.Pool, phone_number: str) -> Reservation | None:
     """The confirmed reservation held by an E.164 phone number, if any."""
     with outage_as_unavailable():
         row = await pool.fetchrow(SELECT_BY_PHONE_SQL, phone_number)
+    return Reservation.from_row(row) if row is not None else None
+
+
+async def find_by_id(pool: asyncpg.Pool, reservation_id: int) -> Reservation | None:
+    """The booking in row `reservation_id`, whatever its status (the guest's manage link)."""
+    with outage_as_unavailable():
+        row = await pool.fetchrow(SELECT_BY_ID_SQL, reservation_id)
     return Reservation.from_row(row) if row is not None else None
 
 
