@@ -67,7 +67,7 @@ INSERT INTO reservations
     (phone_number, name, reservation_date, reservation_time, party_size, other_info,
      confirmation_number)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (phone_number) WHERE status = 'confirmed' DO NOTHING
+ON CONFLICT (phone_number) WHERE status IN ('confirmed', 'requested') DO NOTHING
 RETURNING {COLUMNS}
 """
 
