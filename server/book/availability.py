@@ -189,11 +189,30 @@ def _judge(
             return FULL, None
     if not profile.tables:
         return None, None
+    tables = _free_fit(profile, book, request, candidates)
+    return (None, tables) if tables is not None else (FULL, None)
+
+
+def _free_fit(
+    profile: RestaurantProfile, book: Book, request: Request, candidates: list[tuple[str, ...]]
+) -> tuple[str, ...] | None:
     span = hold_span(profile, request.day, request.time, request.party_size)
-    for names in candidates:
-        if all(book.free(name, span) for name in names):
-            return None, names
-    return FULL, None
+    return next((names for names in candidates if all(book.free(n, span) for n in names)), None)
+
+
+def seat(
+    profile: RestaurantProfile,
+    bookings: Iterable[Booking],
+    request: Request,
+    *,
+    exclude: int | None = None,
+) -> tuple[str, ...] | None:
+    """The smallest free table or combination for the party, judging nothing else (staff
+    confirming a request or booking past the rules); None without a plan or a free fit."""
+    if not profile.tables:
+        return None
+    book = Book(profile, bookings, exclude)
+    return _free_fit(profile, book, request, _candidates(profile, request.party_size))
 
 
 def decide(
