@@ -1,7 +1,7 @@
 """The guest-message outbox: every SQL statement of it, and the rows a booking change writes.
 
 A booking change writes its texts in its own transaction, through the history writer
-(`reservations._record` runs `RECORD_SQL`, whose common table expressions add the outbox rows):
+(`reservations._record` runs `write_sql.RECORD_SQL`, whose CTEs from here add the outbox rows):
 one text for the change and, for a confirmed booking, one reminder per `REMINDERS_BEFORE` offset,
 replacing the booking's pending reminders (a changed booking's reminders move with it, a
 cancelled one's are dropped). A rollback therefore sends nothing, and a commit cannot lose a text.
@@ -46,28 +46,28 @@ def connection_settings(settings: Settings) -> dict[str, str]:
     }
 
 
-def kind_of(action: str, before_status: str | None, after_status: str) -> str:
+def kind_of(action: str, after_status: str) -> str:
     """Which text a history action sends: a request (large party) is acknowledged, and the
-    staff's answer to it is a confirmation (accepted) or a cancellation (declined)."""
+    staff's answer to it is a confirmation (`confirmed`) or a cancellation (`declined`)."""
+    if action in ("cancelled", "declined"):
+        return "cancellation"
+    if action == "changed":
+        return "change"
     if after_status == "requested":
         return "request"
-    if action == "cancelled":
-        return "cancellation"
-    if action in ("created", "replaced") or before_status == "requested":
-        return "confirmation"
-    return "change"
+    return "confirmation"  # created, replaced, confirmed
 
 
 def outbox_ctes(entry: str) -> str:
     """The outbox part of the history writer's statement, after its CTE `entry` (which returns
     the new history row's `seq`). Parameters, shared with the history insert: $1 reservation
-    id, $2 phone, $3 action, $6 booking before, $7 booking after, $8 the text's kind."""
+    id, $2 phone, $3 action, $6 booking before, $7 booking after, $9 the text's kind."""
     enabled = f"current_setting('{GUC_ENABLED}', true) = 'on'"
     return f"""
 , message AS (
     INSERT INTO messages
         (reservation_id, phone_number, kind, event, history_seq, booking, previous)
-    SELECT $1, $2, $8, $3, {entry}.seq, $7, $6 FROM {entry} WHERE {enabled}
+    SELECT $1, $2, $9, $3, {entry}.seq, $7, $6 FROM {entry} WHERE {enabled}
     RETURNING id
 ), dropped AS (
     UPDATE messages SET status = 'dropped', error = 'the booking changed', updated_at = now()

@@ -55,7 +55,7 @@ def render(message: Message, restaurant: str, link: str) -> str:
             f"{restaurant}: we received your request for {_table(booking)}. We will text you"
             f" when it is confirmed. Ref {code}. Details: {link} {OPT_OUT_HINT}"
         )
-    elif kind == "confirmation" and previous.get("status") == "requested":
+    elif kind == "confirmation" and message.event == "confirmed":
         text = (
             f"{restaurant}: your request is confirmed: {_table(booking)}."
             f" Confirmation {code}. Change or cancel: {link}"
@@ -72,7 +72,7 @@ def render(message: Message, restaurant: str, link: str) -> str:
             f"{restaurant}: your booking is now for {_table(booking)}{was}."
             f" Confirmation {code}. Change or cancel: {link}"
         )
-    elif kind == "cancellation" and previous.get("status") == "requested":
+    elif kind == "cancellation" and message.event == "declined":
         text = (
             f"{restaurant}: sorry, we cannot take your request for {_table(booking)} (ref {code})."
             " Please call us to find another time."

@@ -106,6 +106,9 @@ def _render(settings: Settings, token: str, booking: Reservation, note: str = ""
             f" value='{booking.reservation_time:%H:%M}'>",
             "<button type='submit' class='btn'>Save changes</button>",
             "</form>",
+        ]
+    if booking.status in ("confirmed", "requested"):
+        parts += [
             f"<form method='post' action='{action}' class='cancel'>",
             "<input type='hidden' name='action' value='cancel'>",
             "<button type='submit' class='btn btn-danger' id='cancel'>Cancel my booking</button>",
@@ -150,7 +153,13 @@ async def act(request: Request) -> Response:
             problems = "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in exc.fields.items())
             content = _render(settings, token, booking, f"Not changed: {problems}.")
             return _page(settings.restaurant_name, content, 422)
-        result = await reservations.change(pool, booking.phone_number, changes, today, GUEST, same)
+        try:
+            result = await reservations.change(
+                pool, booking.phone_number, changes, today, GUEST, same
+            )
+        except reservations.SlotUnavailable as refused:
+            content = _render(settings, token, booking, f"Not changed: {refused}.")
+            return _page(settings.restaurant_name, content, 409)
         done = "changed"
     else:
         return _page("Unknown action", "<h1>Unknown action</h1>", 422)
