@@ -41,6 +41,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from demo.texts import guest_text
 from protocol import realtime as p
 
 DEFAULT_URL = "ws://127.0.0.1:8000/v1/realtime"
@@ -675,6 +676,7 @@ async def run_demo(options: Options, write: Write = print, report: Write | None 
     if log.failure is not None:
         report(f"demo failed: {log.failure}")
         return 1
+    write(await asyncio.to_thread(guest_text, options.url, phone))
     write(f"demo passed: booked {log.confirmation} and found it again with the same number")
     return 0
 

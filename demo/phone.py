@@ -43,6 +43,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from demo import phone_audio
+from demo.texts import guest_text
 
 DEFAULT_BASE = "http://127.0.0.1:8000"
 VOICE_PATH = "/twilio/voice"
@@ -551,6 +552,7 @@ async def run_phone_demo(
     if not call.log.succeeded:
         report(f"phone demo failed: {call.log.failure or 'the call did not go as scripted'}")
         return 1
+    write(await asyncio.to_thread(guest_text, base, options.caller))
     write("phone demo passed: greeting, barge-in cleared, keypad answered, call ended")
     return 0
 
