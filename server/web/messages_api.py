@@ -16,6 +16,62 @@ from server.book.models import InvalidPhoneNumber, normalize_phone, parse_iso_da
 from server.web.api import ApiError, JSONResponse
 from server.web.staff_api import require_staff
 
+# The answer's shape, for /openapi.json (server/web/openapi.py).
+MESSAGE_SCHEMA = {
+    "type": "object",
+    "required": ["id", "kind", "status", "attempts", "body", "error", "due_at", "sent_at"],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {
+            "type": "string",
+            "enum": ["confirmation", "change", "cancellation", "request", "reminder"],
+        },
+        "event": {"type": "string"},
+        "phone_number": {"type": "string"},
+        "confirmation_number": {"type": ["string", "null"]},
+        "reservation_date": {"type": ["string", "null"]},
+        "remind_before_s": {"type": ["integer", "null"]},
+        "status": {
+            "type": "string",
+            "enum": [
+                "pending",
+                "sending",
+                "sent",
+                "delivered",
+                "failed",
+                "skipped_opted_out",
+                "skipped_not_configured",
+                "dropped",
+            ],
+        },
+        "attempts": {"type": "integer", "minimum": 0},
+        "body": {"type": ["string", "null"]},
+        "error": {"type": ["string", "null"]},
+        "twilio_sid": {"type": ["string", "null"]},
+        "due_at": {"type": "string", "format": "date-time"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+REPLY_SCHEMA = {
+    "type": "object",
+    "required": ["body", "received_at"],
+    "properties": {
+        "body": {"type": "string"},
+        "received_at": {"type": "string", "format": "date-time"},
+    },
+}
+LISTING_SCHEMA = {
+    "type": "object",
+    "required": ["items", "replies", "configured"],
+    "properties": {
+        "items": {"type": "array", "items": MESSAGE_SCHEMA},
+        "replies": {"type": "array", "items": REPLY_SCHEMA},
+        "configured": {"type": "boolean"},
+    },
+}
+
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.book.models import ReservationRequest
+from server.web.messages_api import LISTING_SCHEMA
 
 _RESERVATION = {
     "type": "object",
@@ -297,6 +298,33 @@ def _calls_paths() -> dict[str, Any]:
     }
 
 
+def _messages_paths() -> dict[str, Any]:
+    """The guests' texts (server/web/messages_api.py; docs/guest-messages.md)."""
+    return {
+        "/api/messages": {
+            "get": {
+                "summary": "Texts to a phone and/or about a day's bookings, newest first."
+                + _STAFF_NOTE,
+                "security": _STAFF,
+                "parameters": [
+                    {"name": "phone", "in": "query", "schema": {"type": "string"}},
+                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                ],
+                "responses": {
+                    "200": _json(LISTING_SCHEMA, "the texts (with phone: the guest's replies)"),
+                    "422": _json("Error", "invalid parameters"),
+                    **_staff_errors(),
+                },
+            }
+        }
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     error = "Error"
     staff = _staff_paths()
@@ -344,6 +372,7 @@ def build_openapi() -> dict[str, Any]:
                 "delete": staff["delete"],
             },
             **_calls_paths(),
+            **_messages_paths(),
         },
         "components": {
             "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},
