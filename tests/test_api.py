@@ -145,6 +145,7 @@ async def test_openapi_describes_both_endpoints(client):
         "/api/reservations/events",
         "/api/calls",
         "/api/calls/{call_id}",
+        "/api/messages",
     }
     assert set(document["paths"]["/api/reservations/{phone_number}"]) == {"get", "patch", "delete"}
     post = document["paths"]["/api/reservations"]["post"]

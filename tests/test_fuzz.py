@@ -544,6 +544,7 @@ async def test_schemathesis_against_the_served_openapi(live_server, pool):
         "DELETE /api/reservations/{phone_number} positive",
         "GET /api/calls positive",
         "GET /api/calls/{call_id} positive",
+        "GET /api/messages positive",
     }
     rows = await pool.fetch("SELECT phone_number, party_size FROM reservations")
     assert all(E164.match(r["phone_number"]) and 1 <= r["party_size"] <= 20 for r in rows)
