@@ -20,6 +20,7 @@ CREATE TABLE messages (
     kind            text        NOT NULL
                     CHECK (kind IN ('confirmation', 'change', 'cancellation', 'request', 'reminder')),
     event           text        NOT NULL,  -- the history action behind it, or 'reminder'
+    source          text,                  -- who made that change (the history's source)
     history_seq     bigint,                -- that history row (NULL for reminders)
     booking         jsonb       NOT NULL,  -- the booking as it was after the change
     previous        jsonb,                 -- ... and before it (changes, cancellations)

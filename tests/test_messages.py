@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from harness.databases import throwaway_database
 from harness.processes import free_port
-from server.book import reservations
+from server.book import reservations, restaurant
 from server.book.database import Database, open_database
 from server.book.models import ReservationRequest
 from server.book.reservations import Origin
@@ -192,6 +192,61 @@ async def test_without_the_account_settings_texts_are_skipped(settings, messages
     (confirmation,) = [i for i in listed["items"] if i["kind"] == "confirmation"]
     assert confirmation["status"] == "skipped_not_configured"
     assert confirmation["body"].startswith(f"{settings.restaurant_name}: you're booked")
+
+
+async def test_a_request_is_acknowledged_then_answered(settings, messages_db, db, fake):
+    """A party over the limit is a request: "we received it", then staff's yes or no; a guest
+    withdrawing theirs is told so, not that it was declined."""
+    await restaurant.update(db, settings, {"availability": "rules", "max_party_size": 8})
+    day = settings.today() + dt.timedelta(days=3)
+    today = settings.today()
+    staff = Origin("staff")
+    config = sms_settings(settings, messages_db.dsn, fake)
+    try:
+        async with texting_server(config) as live, httpx.AsyncClient(base_url=live.url) as http:
+
+            async def ask(phone: str, party: int) -> reservations.Reservation:
+                request = ReservationRequest.model_validate(booking(day, "19:00", party, phone))
+                made = await reservations.book(db, request, today, staff)
+                assert made.reservation.status == "requested"
+                return made.reservation
+
+            await ask(GUEST, 12)
+            assert "we received your request for 12 guests" in (await fake.received(1))[0]["Body"]
+            assert await rows(db, kind="reminder") == []  # a request gets no reminders yet
+            await reservations.confirm(db, GUEST, today, staff)
+            confirmed = (await fake.received(2))[1]["Body"]
+            assert "your request is confirmed: 12 guests" in confirmed
+            # ... a confirmed booking does (written through this test's pool: 24h,2h)
+            assert len(await rows(db, kind="reminder", status="pending")) == 2
+
+            await ask("+6591110001", 10)
+            await fake.received(3)
+            await reservations.cancel(db, "+6591110001", today, staff)
+            declined = (await fake.received(4))[3]["Body"]
+            assert "sorry, we cannot take your request for 10 guests" in declined
+
+            await ask("+6591110002", 9)
+            link = re.search(r"http://\S+/r/\S+", (await fake.received(5))[4]["Body"])
+            assert link is not None
+            page = await http.post(link.group(0), data={"action": "cancel"})
+            assert page.status_code == 303
+            withdrawn = (await fake.received(6))[5]["Body"]
+            assert "your request for 9 guests" in withdrawn and "is withdrawn" in withdrawn
+            await settled(live, db)
+    finally:
+        await restaurant.update(db, settings, {"availability": "always"})
+    events = [(r["kind"], r["event"]) for r in await rows(db, status="sent")]
+    assert sorted(events) == sorted(
+        [
+            ("request", "created"),
+            ("confirmation", "confirmed"),
+            ("request", "created"),
+            ("cancellation", "declined"),
+            ("request", "created"),
+            ("cancellation", "declined"),
+        ]
+    )
 
 
 # --- reminders -------------------------------------------------------------------------------

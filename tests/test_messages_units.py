@@ -72,7 +72,9 @@ def test_each_history_action_sends_its_kind_of_text(action: str, status: str, ki
     assert outbox.kind_of(action, status) == kind
 
 
-def message(kind: str, event: str, remind_before: dt.timedelta | None = None) -> Message:
+def message(
+    kind: str, event: str, remind_before: dt.timedelta | None = None, source: str = "staff"
+) -> Message:
     now = dt.datetime.now(dt.UTC)
     booking = {
         "reservation_date": "2026-12-09",
@@ -87,6 +89,7 @@ def message(kind: str, event: str, remind_before: dt.timedelta | None = None) ->
         phone_number="+6591110000",
         kind=kind,
         event=event,
+        source=source,
         booking=booking,
         previous={**booking, "party_size": 10},
         remind_before=remind_before,
@@ -132,3 +135,8 @@ def test_texts_say_what_happened(kind: str, event: str, says: str) -> None:
 def test_reminders_say_how_soon(before: dt.timedelta, lead: str) -> None:
     body = texts.render(message("reminder", "reminder", before), "Luma Bistro", "L")
     assert lead in body and "Confirmation ABC234" in body
+
+
+def test_a_guest_withdrawing_a_request_is_not_told_it_was_declined() -> None:
+    body = texts.render(message("cancellation", "declined", source="guest"), "Luma Bistro", "L")
+    assert "is withdrawn, as you asked" in body and "sorry" not in body

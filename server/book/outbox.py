@@ -61,13 +61,14 @@ def kind_of(action: str, after_status: str) -> str:
 def outbox_ctes(entry: str) -> str:
     """The outbox part of the history writer's statement, after its CTE `entry` (which returns
     the new history row's `seq`). Parameters, shared with the history insert: $1 reservation
-    id, $2 phone, $3 action, $6 booking before, $7 booking after, $9 the text's kind."""
+    id, $2 phone, $3 action, $4 source, $6 booking before, $7 booking after, $9 the text's
+    kind."""
     enabled = f"current_setting('{GUC_ENABLED}', true) = 'on'"
     return f"""
 , message AS (
     INSERT INTO messages
-        (reservation_id, phone_number, kind, event, history_seq, booking, previous)
-    SELECT $1, $2, $9, $3, {entry}.seq, $7, $6 FROM {entry} WHERE {enabled}
+        (reservation_id, phone_number, kind, event, source, history_seq, booking, previous)
+    SELECT $1, $2, $9, $3, $4, {entry}.seq, $7, $6 FROM {entry} WHERE {enabled}
     RETURNING id
 ), dropped AS (
     UPDATE messages SET status = 'dropped', error = 'the booking changed', updated_at = now()
@@ -94,7 +95,8 @@ def outbox_ctes(entry: str) -> str:
 # --- the senders -----------------------------------------------------------------------------
 
 MESSAGE_COLUMNS = (
-    "id, reservation_id, phone_number, kind, event, booking, previous, remind_before, due_at,"
+    "id, reservation_id, phone_number, kind, event, source, booking, previous, remind_before,"
+    " due_at,"
     " status, attempts, body, twilio_sid, error, created_at, sent_at, updated_at"
 )
 
@@ -186,6 +188,7 @@ class Message:
     phone_number: str
     kind: str
     event: str
+    source: str | None
     booking: dict[str, Any]
     previous: dict[str, Any] | None
     remind_before: dt.timedelta | None

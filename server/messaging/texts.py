@@ -72,6 +72,11 @@ def render(message: Message, restaurant: str, link: str) -> str:
             f"{restaurant}: your booking is now for {_table(booking)}{was}."
             f" Confirmation {code}. Change or cancel: {link}"
         )
+    elif kind == "cancellation" and message.event == "declined" and message.source == "guest":
+        text = (
+            f"{restaurant}: your request for {_table(booking)} (ref {code}) is withdrawn,"
+            " as you asked. We hope to see you another time."
+        )
     elif kind == "cancellation" and message.event == "declined":
         text = (
             f"{restaurant}: sorry, we cannot take your request for {_table(booking)} (ref {code})."
