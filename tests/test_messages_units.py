@@ -13,6 +13,7 @@ from server.book import outbox
 from server.book.outbox import Message
 from server.messaging import texts
 from server.settings import Settings
+from server.startup_warnings import startup_warnings
 
 KEY = b"k" * 32
 
@@ -140,3 +141,16 @@ def test_reminders_say_how_soon(before: dt.timedelta, lead: str) -> None:
 def test_a_guest_withdrawing_a_request_is_not_told_it_was_declined() -> None:
     body = texts.render(message("cancellation", "declined", source="guest"), "Luma Bistro", "L")
     assert "is withdrawn, as you asked" in body and "sorry" not in body
+
+
+def test_start_up_warns_of_texts_half_set_up() -> None:
+    def sms_lines(**values: object) -> list[str]:
+        return [w for w in startup_warnings(make(**values)) if "text" in w]
+
+    assert sms_lines() == []  # texts not wanted: nothing to say
+    (half,) = sms_lines(twilio_account_sid="AC1", twilio_auth_token="t")
+    assert half.startswith("SMS_FROM not set") and "skipped_not_configured" in half
+    (links,) = sms_lines(twilio_account_sid="AC1", twilio_auth_token="t", sms_from="+6560001111")
+    assert links.startswith("PUBLIC_BASE_URL is not set")
+    ready = {"twilio_account_sid": "AC1", "twilio_auth_token": "t", "sms_from": "+6560001111"}
+    assert sms_lines(**ready, public_base_url="https://book.example.com") == []
