@@ -41,34 +41,41 @@ def phone(i: int) -> str:
     return f"+65912{i:05d}"
 
 
+async def book_on_two_processes(dsn: str, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    """POST every booking at once, alternating between two server processes on one database."""
+    async with (
+        server_process(dsn) as first,
+        server_process(dsn) as second,
+        httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as http,
+    ):
+        urls = [first.url, second.url]
+        answers = await asyncio.gather(
+            *(
+                http.post(f"{urls[i % 2]}/api/reservations", json=body)
+                for i, body in enumerate(bodies)
+            )
+        )
+        assert first.errors() == [] and second.errors() == []
+    return list(answers)
+
+
 async def test_200_bookings_into_one_slot_of_20_covers_book_exactly_10(test_dsn, clean, settings):
     await store_profile(
         clean,
         {"availability": "rules", "hours": EVERY_DAY, "covers_per_slot": 20, "min_lead_minutes": 0},
     )
     day = (settings.today() + dt.timedelta(days=3)).isoformat()
-    async with (
-        server_process(test_dsn) as first,
-        server_process(test_dsn) as second,
-        httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=200)) as http,
-    ):
-        urls = [first.url, second.url]
-        answers = await asyncio.gather(
-            *(
-                http.post(
-                    f"{urls[i % 2]}/api/reservations",
-                    json={
-                        "name": f"Guest {i}",
-                        "phone_number": phone(i),
-                        "reservation_date": day,
-                        "reservation_time": "19:00",
-                        "party_size": 2,
-                    },
-                )
-                for i in range(200)
-            )
-        )
-        assert first.errors() == [] and second.errors() == []
+    bodies = [
+        {
+            "name": f"Guest {i}",
+            "phone_number": phone(i),
+            "reservation_date": day,
+            "reservation_time": "19:00",
+            "party_size": 2,
+        }
+        for i in range(200)
+    ]
+    answers = await book_on_two_processes(test_dsn, bodies)
     statuses = [a.status_code for a in answers]
     assert statuses.count(201) == 10 and statuses.count(409) == 190, sorted(set(statuses))
     for refused in (a.json() for a in answers if a.status_code == 409):
@@ -99,28 +106,17 @@ async def test_100_bookings_on_5_tables_never_share_a_table(test_dsn, clean, set
     )
     day = (settings.today() + dt.timedelta(days=4)).isoformat()
     times = ["18:00", "18:30", "19:00", "19:30", "20:00"]  # 90' dining: neighbours overlap
-    async with (
-        server_process(test_dsn) as first,
-        server_process(test_dsn) as second,
-        httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as http,
-    ):
-        urls = [first.url, second.url]
-        answers = await asyncio.gather(
-            *(
-                http.post(
-                    f"{urls[i % 2]}/api/reservations",
-                    json={
-                        "name": f"Guest {i}",
-                        "phone_number": phone(1000 + i),
-                        "reservation_date": day,
-                        "reservation_time": times[i % len(times)],
-                        "party_size": 1 + i % 4,
-                    },
-                )
-                for i in range(100)
-            )
-        )
-        assert first.errors() == [] and second.errors() == []
+    bodies = [
+        {
+            "name": f"Guest {i}",
+            "phone_number": phone(1000 + i),
+            "reservation_date": day,
+            "reservation_time": times[i % len(times)],
+            "party_size": 1 + i % 4,
+        }
+        for i in range(100)
+    ]
+    answers = await book_on_two_processes(test_dsn, bodies)
     statuses = [a.status_code for a in answers]
     assert set(statuses) == {201, 409}, statuses
     booked = [a.json() for a in answers if a.status_code == 201]
