@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from server.book.rows import COLUMNS, HELD, Reservation
 # re-check and the write of every booking of that date are one step. (The classes of other
 # advisory locks in the project use the one-bigint form, which cannot collide with this.)
 DATE_LOCK_CLASS = 7322
+ONE_DAY = dt.timedelta(days=1)
 DATE_LOCK_SQL = "SELECT pg_advisory_xact_lock($1::int, $2::int)"
 PROFILE_SQL = "SELECT profile FROM restaurant WHERE id = 1"
 BOOKINGS_SQL = f"""
@@ -65,11 +67,28 @@ async def bookings_between(
 
 
 async def lock_day(conn: asyncpg.Connection, day: dt.date) -> list[av.Booking]:
-    """Take `day`'s lock, then read what the engine judges a booking on `day` against: the day
-    before (tables held past midnight) to the end of the alternatives' search."""
+    """Take `day`'s lock, then read what a booking on `day` is judged against: that day and
+    its neighbours (tables held across midnight)."""
     await conn.execute(DATE_LOCK_SQL, DATE_LOCK_CLASS, day.toordinal())
-    one = dt.timedelta(days=1)
-    return await bookings_between(conn, day - one, day + av.SEARCH_DAYS * one)
+    return await bookings_between(conn, day - ONE_DAY, day + ONE_DAY)
+
+
+async def judge(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    profile: RestaurantProfile,
+    bookings: list[av.Booking],
+    slot: av.Request,
+    now: dt.datetime,
+    **options: Any,
+) -> av.Decision:
+    """The engine's decision on the day's book; a refusal reads the weeks after too, for its
+    alternatives (most requests are accepted and never pay for that read)."""
+    decision = av.decide(profile, bookings, slot, now, alternatives=0, **options)
+    if decision.available or decision.request:
+        return decision
+    later = slot.day + (av.SEARCH_DAYS + 1) * ONE_DAY
+    wider = await bookings_between(conn, slot.day - ONE_DAY, later)
+    return av.decide(profile, wider, slot, now, **options)
 
 
 async def hold(
@@ -110,9 +129,8 @@ async def check(pool: asyncpg.Pool, slot: av.Request, now: dt.datetime) -> av.De
         profile = await rules(pool)
         if not profile.rules:
             return av.Decision(True)
-        one = dt.timedelta(days=1)
-        bookings = await bookings_between(pool, slot.day - one, slot.day + av.SEARCH_DAYS * one)
-    return av.decide(profile, bookings, slot, now)
+        bookings = await bookings_between(pool, slot.day - ONE_DAY, slot.day + ONE_DAY)
+        return await judge(pool, profile, bookings, slot, now)
 
 
 async def day_state(
@@ -121,8 +139,8 @@ async def day_state(
     """Every arrival slot of `day` for a party, each with its answer."""
     with outage_as_unavailable():
         profile = await rules(pool)
-        one = dt.timedelta(days=1)
-        bookings = await bookings_between(pool, day - one, day) if profile.rules else []
+        first, last = day - ONE_DAY, day + ONE_DAY
+        bookings = await bookings_between(pool, first, last) if profile.rules else []
     return profile, av.day_availability(profile, bookings, day, party_size, now)
 
 
