@@ -10,8 +10,8 @@ per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-sec
 `--asr-workers`), records (server CPU per call-second at 100 calls with call records and metrics
 on, against off), availability (check_availability and a booking at 1 and 100 concurrent
 callers, `always` against `rules`). `--calls`, `--seconds` and `--codec` shape the relay run;
-`--tool-calls` the tools run. Never part of `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"`
-for a quick look.
+`--tool-calls` the tools run. Never part of `make test`;
+`make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
 import argparse
