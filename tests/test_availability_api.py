@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from server.book.restaurant import WEEKDAYS, default_profile
+from server.book import availability as av
+from server.book.restaurant import WEEKDAYS, default_profile, seed_profile
+from server.settings import PROJECT_ROOT
+from tests.conftest import serve_app
 
 PHONE = "+6598207272"
 NOT_LOCAL = {"X-Forwarded-For": "203.0.113.9"}  # through a proxy: not staff (no STAFF_TOKEN set)
@@ -259,3 +262,36 @@ async def test_conflicts_list_bookings_the_new_rules_refuse_and_keep_them(client
     # Its notes can still be corrected: only a new date, time or size is judged.
     fixed = await client.patch(f"/api/reservations/{PHONE}", json={"other_info": {"n": 1}})
     assert fixed.status_code == 200
+
+
+# --- RESTAURANT_FILE -----------------------------------------------------------------------------
+
+
+async def test_restaurant_file_seeds_an_empty_database_and_never_overrides_it(
+    settings, database, pool
+):
+    example = PROJECT_ROOT / "restaurant.example.toml"
+    seeded = settings.model_copy(update={"restaurant_file": example})
+    await pool.execute("DELETE FROM restaurant")
+    try:
+        async with serve_app(seeded) as live, httpx.AsyncClient(base_url=live.url) as http:
+            profile = (await http.get("/api/restaurant")).json()
+            assert profile["availability"] == "rules"
+            assert sum(table["seats"] for table in profile["tables"]) == 40
+            await http.put("/api/restaurant", json={"covers_per_slot": 30})
+        async with serve_app(seeded) as live, httpx.AsyncClient(base_url=live.url) as http:
+            assert (await http.get("/api/restaurant")).json()["covers_per_slot"] == 30
+    finally:
+        await pool.execute("DELETE FROM restaurant")
+
+
+def test_the_example_bistro_seats_a_party_of_six_at_a_combination(settings):
+    example = settings.model_copy(
+        update={"restaurant_file": PROJECT_ROOT / "restaurant.example.toml"}
+    )
+    bistro = seed_profile(example)
+    tuesday = dt.date(2026, 12, 8)
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    decision = av.decide(bistro, [], av.Request(tuesday, dt.time(19), 6), now)
+    assert decision.tables == ("B1", "A1")
+    assert av.decide(bistro, [], av.Request(tuesday, dt.time(19), 2), now).tables == ("A1",)
