@@ -110,31 +110,40 @@ def arrival_slots(profile: RestaurantProfile, day: dt.date) -> list[dt.time]:
     """The arrival times of `day`'s hours on the grid, both ends included (none when closed)."""
     if profile.closure(day) is not None:
         return []
-    times = {
-        slot
+    step = profile.slot_minutes
+    minutes = {
+        m
         for start, end in profile.windows(day)
-        for slot in day_grid(profile)
-        if start <= slot <= end
+        for m in range(start.hour * 60 + start.minute, end.hour * 60 + end.minute + 1, step)
     }
-    return sorted(times)
+    return [dt.time(m // 60, m % 60) for m in sorted(minutes)]
 
 
 class Book:
-    """The existing bookings, indexed for the questions the engine asks."""
+    """The existing bookings, indexed for the questions the engine asks (and each day's arrival
+    slots, worked out once per decision)."""
 
     def __init__(
         self, profile: RestaurantProfile, bookings: Iterable[Booking], exclude: int | None
     ):
+        self.profile = profile
         self.covers: dict[tuple[dt.date, int], int] = defaultdict(int)
         self.held: dict[str, list[tuple[dt.datetime, dt.datetime]]] = defaultdict(list)
+        self._slots: dict[dt.date, list[dt.time]] = {}
         for booking in bookings:
             if booking.id == exclude or booking.status not in ("confirmed", "requested"):
                 continue
             if booking.status == "confirmed":
                 self.covers[(booking.day, slot_of(profile, booking.time))] += booking.party_size
-            for table in booking.tables or ():
+            if booking.tables:
                 span = hold_span(profile, booking.day, booking.time, booking.party_size)
-                self.held[table].append(span)
+                for table in booking.tables:
+                    self.held[table].append(span)
+
+    def slots(self, day: dt.date) -> list[dt.time]:
+        if day not in self._slots:
+            self._slots[day] = arrival_slots(self.profile, day)
+        return self._slots[day]
 
     def free(self, table: str, span: tuple[dt.datetime, dt.datetime]) -> bool:
         start, end = span
@@ -171,7 +180,7 @@ def _judge(
         return IN_THE_PAST, None
     if (request.day - local_now.date()).days > profile.max_days_ahead:
         return TOO_FAR, None
-    slots = arrival_slots(profile, request.day)
+    slots = book.slots(request.day)
     if not slots:
         return CLOSED, None
     if request.time not in slots:
@@ -245,6 +254,8 @@ def _nearest(
 ) -> list[Alternative]:
     """Up to `limit` available times: the request's day first (nearest to the asked time), then
     the next open days, each nearest to the asked time."""
+    if limit <= 0:
+        return []
     local_today = now.astimezone(profile.zone).date()
     first = max(request.day, local_today)
     asked = request.time.hour * 60 + request.time.minute
@@ -252,7 +263,7 @@ def _nearest(
     for offset in range(SEARCH_DAYS + 1):
         day = first + dt.timedelta(days=offset)
         slots = sorted(
-            arrival_slots(profile, day),
+            book.slots(day),
             key=lambda t: (abs(t.hour * 60 + t.minute - asked), t),
         )
         for time in slots:

@@ -167,7 +167,9 @@ async def _admit(
         status = "requested" if requested else "confirmed"
         tables = None if requested else av.seat(profile, bookings, slot, exclude=exclude)
         return status, tables, profile
-    decision = av.decide(profile, bookings, slot, now, exclude=exclude, party_limit=not requested)
+    decision = await seating.judge(
+        conn, profile, bookings, slot, now, exclude=exclude, party_limit=not requested
+    )
     if decision.available:
         return (
             ("requested", None, profile) if requested else ("confirmed", decision.tables, profile)
