@@ -120,8 +120,14 @@ class Sender:
         claimed = await outbox.claim(
             self._pool, self.clock(), BATCH, self.settings.message_max_attempts, self.lease
         )
-        if claimed:
-            await asyncio.gather(*(self._settle(message) for message in claimed))
+        # Every claimed row is settled (or left to its lease) before the pass ends, whatever
+        # happens to the others; then the first failure is raised for the loop to log.
+        outcomes = await asyncio.gather(
+            *(self._settle(message) for message in claimed), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return len(claimed)
 
     async def _settle(self, message: Message) -> None:
