@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -34,6 +34,9 @@ from server.web.public_url import configured_base
 log = logging.getLogger("server.messaging")
 
 BATCH = 20  # rows claimed at once (and sent concurrently) by one sender
+# Outcomes written at once: the sender shares the process's pool with the bookings, and must
+# never hold more than a few of its connections (claiming takes one more).
+WRITERS = 2
 MAX_BACKOFF_S = 3600.0
 STATUS_PATH = "/twilio/sms-status"
 
@@ -52,6 +55,7 @@ class Sender:
         self._pool: asyncpg.Pool | None = None
         self._key = b""
         self._wake = asyncio.Event()
+        self._writers = asyncio.Semaphore(WRITERS)
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0  # finished passes over the outbox (tests wait on it, with `passed`)
         self._passed = asyncio.Condition()
@@ -137,13 +141,13 @@ class Sender:
         body = message.body or texts.render(message, self.settings.restaurant_name, link)
         who = mask_phones(message.phone_number)
         if message.kind == "reminder" and self._started(message):
-            await outbox.finish(pool, message, "dropped", body, "the booking had begun")
+            await self._finish(message, "dropped", body, "the booking had begun")
             return
         if message.opted_out:
-            await outbox.finish(pool, message, "skipped_opted_out", body, None)
+            await self._finish(message, "skipped_opted_out", body, None)
             return
         if self.twilio is None:
-            await outbox.finish(pool, message, "skipped_not_configured", body, None)
+            await self._finish(message, "skipped_not_configured", body, None)
             return
         callback = (
             self.settings.public_base_url.rstrip("/") + STATUS_PATH
@@ -155,19 +159,19 @@ class Sender:
         except SendFailed as failure:
             await self._failed(message, body, failure)
             return
-        await outbox.mark_sent(pool, message, sid, body)
+        await self._write(outbox.mark_sent(pool, message, sid, body))
         log.info("text %s (%s) sent to %s: %s", message.id, message.kind, who, sid)
 
     async def _failed(self, message: Message, body: str, failure: SendFailed) -> None:
         assert self._pool is not None
         who = mask_phones(message.phone_number)
         if failure.opted_out:
-            await outbox.opt_out(self._pool, message.phone_number)
-            await outbox.finish(self._pool, message, "skipped_opted_out", body, str(failure))
+            await self._write(outbox.opt_out(self._pool, message.phone_number))
+            await self._finish(message, "skipped_opted_out", body, str(failure))
         elif failure.retry and message.attempts < self.settings.message_max_attempts:
             wait = min(self.settings.message_retry_s * 2 ** (message.attempts - 1), MAX_BACKOFF_S)
             at = self.clock() + dt.timedelta(seconds=wait)
-            await outbox.mark_retry(self._pool, message, at, body, str(failure))
+            await self._write(outbox.mark_retry(self._pool, message, at, body, str(failure)))
             log.warning(
                 "text %s to %s: attempt %d failed (%s); retrying in %.0f s",
                 message.id,
@@ -177,8 +181,15 @@ class Sender:
                 wait,
             )
         else:
-            await outbox.finish(self._pool, message, "failed", body, str(failure))
+            await self._finish(message, "failed", body, str(failure))
             log.warning("text %s to %s failed for good: %s", message.id, who, failure)
+
+    async def _finish(self, message: Message, status: str, body: str, error: str | None) -> None:
+        await self._write(outbox.finish(self._pool, message, status, body, error))
+
+    async def _write(self, step: Awaitable[object]) -> None:
+        async with self._writers:
+            await step
 
     def _started(self, message: Message) -> bool:
         booking = message.booking
