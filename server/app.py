@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 if secret is not None
                 else await outbox.shared_secret(database.pool, "manage_links")
             )
-            await sender.start(database.pool, app.state.manage_key, live_feed)
+            await sender.start(database.pool, app.state.manage_key)
             stack.push_async_callback(sender.close)
             observers = switchboard.observers
             if metrics is not None:

@@ -173,7 +173,7 @@ class Settings(BaseSettings):
     message_max_attempts: int = Field(5, ge=1, le=50)  # sends tried before a text is `failed`
     message_retry_s: float = Field(30.0, gt=0)  # first retry's wait; doubles each time (max 1 h)
     message_lease_s: float = Field(60.0, gt=0)  # a text being sent is retried after this long
-    message_poll_s: float = Field(2.0, gt=0)  # each sender looks for due texts at least this often
+    message_poll_s: float = Field(1.0, gt=0)  # each process looks for due texts this often
     manage_link_secret: SecretStr | None = None  # signs /r/<token>; unset: a key kept in the DB
     restaurant_phone: str | None = None  # told to guests who text HELP (default: SMS_FROM)
 

@@ -1,12 +1,13 @@
 """Each process's sender: claims due texts from the outbox and sends them through Twilio.
 
 Claiming is `FOR UPDATE SKIP LOCKED` with a lease (`MESSAGE_LEASE_S`), so any number of
-processes share the work and none sends a row another holds. The sender wakes on every booking
-change (the live feed's NOTIFY, which every outbox row comes with) and at least every
-`MESSAGE_POLL_S` for reminders and retries. A failed attempt is retried after
-`MESSAGE_RETRY_S`, doubling each time, on Twilio 5xx, 429, timeouts and connection trouble; a
-row that ran out of `MESSAGE_MAX_ATTEMPTS` is `failed`. Without the account settings every due
-row is `skipped_not_configured` (its text rendered, so staff see what would have gone).
+processes share the work and none sends a row another holds. The sender looks for due rows every
+`MESSAGE_POLL_S` (texts, reminders and retries alike; polling stays cheap and even under a burst
+of bookings, where waking on each one would not), and at once when `wake()` is called. A failed
+attempt is retried after `MESSAGE_RETRY_S`, doubling each time, on Twilio 5xx, 429, timeouts and
+connection trouble; a row that ran out of `MESSAGE_MAX_ATTEMPTS` is `failed`. Without the account
+settings every due row is `skipped_not_configured` (its text rendered, so staff see what would
+have gone).
 
 "Now" is `clock()`, an attribute the tests replace to make reminders due without waiting.
 """
@@ -23,7 +24,6 @@ import asyncpg
 
 from server.book import outbox
 from server.book.db_errors import DatabaseUnavailable
-from server.book.live_feed import LiveFeed
 from server.book.outbox import Message
 from server.logs import mask_phones
 from server.messaging import texts
@@ -60,13 +60,11 @@ class Sender:
         self.passes = 0  # finished passes over the outbox (tests wait on it, with `passed`)
         self._passed = asyncio.Condition()
 
-    async def start(self, pool: asyncpg.Pool, key: bytes, feed: LiveFeed | None) -> None:
+    async def start(self, pool: asyncpg.Pool, key: bytes) -> None:
         self._pool, self._key = pool, key
         if self.settings.sms_configured:
             self.twilio = TwilioSms(self.settings)  # inside the running loop, as the library asks
         self._tasks.append(asyncio.create_task(self._run(), name="sms-sender"))
-        if feed is not None:
-            self._tasks.append(asyncio.create_task(self._follow(feed), name="sms-sender-wake"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -89,18 +87,6 @@ class Sender:
             await self._passed.wait_for(lambda: self.passes >= target)
 
     # --- the loop --------------------------------------------------------------------------
-
-    async def _follow(self, feed: LiveFeed) -> None:
-        while True:
-            subscription = feed.subscribe()
-            try:
-                while not subscription.ended:
-                    if await subscription.queue.get() is None:
-                        break
-                    self.wake()
-            finally:
-                feed.unsubscribe(subscription)
-            await asyncio.sleep(self.settings.message_poll_s)  # ended: resubscribe shortly
 
     async def _run(self) -> None:
         while True:
