@@ -207,6 +207,9 @@ async def test_a_change_into_a_refused_slot_is_409_and_changes_nothing(client, s
     assert (await client.get(f"/api/reservations/{PHONE}")).json() == made
     moved = await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 4})
     assert moved.status_code == 200 and moved.json()["tables"] == ["T2"]
+    grown = await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 8})
+    assert grown.status_code == 409 and grown.json()["reason"] == "party_too_large"
+    assert (await client.get(f"/api/reservations/{PHONE}")).json() == moved.json()
 
 
 async def test_a_large_party_is_a_request_that_staff_confirm(client, settings):
