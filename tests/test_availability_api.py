@@ -3,6 +3,7 @@ alternatives, requests that staff confirm or decline, staff overrides and the co
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,8 @@ import httpx
 import pytest
 
 from server.book import availability as av
-from server.book.restaurant import WEEKDAYS, default_profile, seed_profile
+from server.book import restaurant
+from server.book.restaurant import WEEKDAYS, ProfileCache, default_profile, seed_profile
 from server.settings import PROJECT_ROOT
 from tests.conftest import serve_app
 
@@ -207,6 +209,9 @@ async def test_a_change_into_a_refused_slot_is_409_and_changes_nothing(client, s
     assert (await client.get(f"/api/reservations/{PHONE}")).json() == made
     moved = await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 4})
     assert moved.status_code == 200 and moved.json()["tables"] == ["T2"]
+    grown = await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 8})
+    assert grown.status_code == 409 and grown.json()["reason"] == "party_too_large"
+    assert (await client.get(f"/api/reservations/{PHONE}")).json() == moved.json()
 
 
 async def test_a_large_party_is_a_request_that_staff_confirm(client, settings):
@@ -295,3 +300,19 @@ def test_the_example_bistro_seats_a_party_of_six_at_a_combination(settings):
     decision = av.decide(bistro, [], av.Request(tuesday, dt.time(19), 6), now)
     assert decision.tables == ("B1", "A1")
     assert av.decide(bistro, [], av.Request(tuesday, dt.time(19), 2), now).tables == ("A1",)
+
+
+async def test_each_process_picks_up_another_processes_edit(settings, database, pool):
+    """The cache behind the instructions re-reads the stored profile on its own."""
+    cache = ProfileCache(settings.model_copy(update={"restaurant_refresh_s": 0.05}))
+    await pool.execute("DELETE FROM restaurant")
+    await cache.start(pool)
+    try:
+        assert cache.current.availability == "always"
+        await restaurant.update(pool, settings, {"availability": "rules"})  # "another process"
+        async with asyncio.timeout(5):
+            while (await cache.next_refresh()).availability != "rules":
+                pass
+    finally:
+        await cache.close()
+        await pool.execute("DELETE FROM restaurant")

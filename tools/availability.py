@@ -57,6 +57,8 @@ def say_alternatives(alternatives: list[av.Alternative]) -> str:
 def refusal_message(decision: av.Decision) -> str:
     """What the host can say: why, then the nearest times that would do."""
     why = WHY.get(decision.reason or "", "that time is not available")
+    if decision.reason == av.PARTY_TOO_LARGE:
+        return f"Sorry, {why}: the booking stays as it was."
     return f"Sorry, {why}. {say_alternatives(decision.alternatives)}"
 
 

@@ -323,9 +323,11 @@ async def _change(
     if moved:
         slot = av.Request(after.reservation_date, after.reservation_time, after.party_size)
         requested = before.status == "requested"
-        _, tables, profile = await _admit(
+        status, tables, profile = await _admit(
             conn, slot, now, origin, exclude=before.id, requested=requested
         )
+        if status != before.status:  # a booking grown past max_party_size: not by a change
+            raise SlotUnavailable(av.Decision(False, av.PARTY_TOO_LARGE))
         after = await seating.hold(conn, profile, after, tables)
     await _record(conn, "changed", origin, before, after)
     return ChangeResult("changed", after, before)

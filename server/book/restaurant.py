@@ -299,6 +299,7 @@ class ProfileCache:
         self.settings = settings
         self.current = default_profile(settings)
         self._task: asyncio.Task[None] | None = None
+        self._refreshed = asyncio.Event()  # set (and replaced) at each background re-read
 
     async def start(self, pool: asyncpg.Pool) -> None:
         """Store the seed profile (`RESTAURANT_FILE`, else the settings') unless the database
@@ -315,6 +316,13 @@ class ProfileCache:
                 self.current = await read(pool, self.settings)
             except (DatabaseUnavailable, ProfileInvalid) as exc:
                 log.warning("restaurant profile not refreshed: %s", exc)
+            self._refreshed.set()
+            self._refreshed = asyncio.Event()
+
+    async def next_refresh(self) -> RestaurantProfile:
+        """The profile after the next background re-read (what a test waits for)."""
+        await self._refreshed.wait()
+        return self.current
 
     async def close(self) -> None:
         if self._task is not None:
