@@ -1,5 +1,6 @@
 """The staff's REST: the book (list), a booking's history, change, cancel, and the live feed.
 
+Staff confirm a request with `PATCH {"status": "confirmed"}` and decline it with `DELETE`.
 Every handler starts with `require_staff(request)` (the rule of `server.staff_auth`). Changes
 here are recorded with source `rest`, or `staff` when the request says `X-Source: staff` (the
 staff page does). The live feed is server-sent events (`GET /api/reservations/events`): one
@@ -24,11 +25,16 @@ from server.book.live_feed import LiveFeed, Subscription
 from server.book.models import RequestInvalid, parse_iso_date, validate_change
 from server.book.reservations import HistoryEntry, Origin
 from server.settings import Settings
-from server.web.api import ApiError, JSONResponse, path_phone, read_json
+from server.web.api import ApiError, JSONResponse, path_phone, read_json, slot_unavailable
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
-STATUSES = {"confirmed": "confirmed", "cancelled": "cancelled", "all": None}
+STATUSES = {
+    "confirmed": "confirmed",
+    "requested": "requested",
+    "cancelled": "cancelled",
+    "all": None,
+}
 SOURCES = ("rest", "staff")
 FEED_PAGE = 500  # history rows read per query when a client resumes
 
@@ -70,7 +76,7 @@ async def list_reservations(request: Request) -> Response:
             fields["date"] = str(exc)
     status = query.get("status", "confirmed")
     if status not in STATUSES:
-        fields["status"] = "must be confirmed, cancelled or all"
+        fields["status"] = "must be confirmed, requested, cancelled or all"
     limit = LIST_LIMIT_DEFAULT
     raw_limit = query.get("limit")
     if raw_limit is not None:
@@ -111,13 +117,31 @@ async def change_reservation(request: Request) -> Response:
     phone = path_phone(request, settings)
     origin = _origin(request)
     body = await read_json(request)
+    if isinstance(body, dict) and "status" in body:
+        return await _confirm_request(request, settings, phone, origin, body)
     try:
         changes = validate_change(body, today=settings.today())
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
-    result = await reservations.change(
-        request.app.state.pool, phone, changes, settings.today(), origin
-    )
+    try:
+        result = await reservations.change(
+            request.app.state.pool, phone, changes, settings.today(), origin
+        )
+    except reservations.SlotUnavailable as refused:
+        return slot_unavailable(refused)
+    if result.reservation is None:
+        raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
+    return JSONResponse(result.reservation.to_json())
+
+
+async def _confirm_request(
+    request: Request, settings: Settings, phone: str, origin: Origin, body: dict[str, Any]
+) -> Response:
+    """`{"status": "confirmed"}`: staff accept a request (a party over the size limit)."""
+    if body != {"status": "confirmed"}:
+        fields = {"status": 'send {"status": "confirmed"} alone to confirm a request'}
+        raise ApiError(422, "validation_failed", "some fields are invalid", fields)
+    result = await reservations.confirm(request.app.state.pool, phone, settings.today(), origin)
     if result.reservation is None:
         raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
     return JSONResponse(result.reservation.to_json())
