@@ -30,6 +30,7 @@ import asyncpg
 import orjson
 
 from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
+from server.book.etag import etag_of, if_match_allows
 from server.book.models import ReservationRequest
 
 __all__ = ["DatabaseUnavailable"]  # re-exported: REST and the tools catch it from here
@@ -221,7 +222,8 @@ class BookingResult:
 @dataclass(frozen=True)
 class ChangeResult:
     """The outcome of a change or a cancellation: `changed`, `unchanged` (nothing to do),
-    `cancelled`, or `not_found` (no upcoming booking, or the guard refused it)."""
+    `cancelled`, `not_found` (no upcoming booking, or the guard refused it), or `stale` (the
+    caller's `If-Match` names an older version; `reservation` is the current one)."""
 
     outcome: str
     reservation: Reservation | None = None
@@ -346,11 +348,13 @@ async def change(
     today: dt.date,
     origin: Origin = REST,
     guard: Guard | None = None,
+    if_match: str | None = None,
 ) -> ChangeResult:
     """Apply `changes` (fields of `CHANGEABLE`, already validated) to the phone's upcoming
     booking; a function of the locked booking may compute them (to merge into `other_info`).
     `guard` sees the locked booking first; False reads as "not found" (the voice tools' name
-    check, judged on the same row that is then changed)."""
+    check, judged on the same row that is then changed). `if_match` (an If-Match header) is
+    compared with the locked row's ETag, so no write can slip in between check and change."""
     with outage_as_unavailable():
         async with pool.acquire() as conn, conn.transaction():
             held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
@@ -359,6 +363,8 @@ async def change(
             before = Reservation.from_row(held)
             if guard is not None and not guard(before):
                 return ChangeResult("not_found")
+            if not if_match_allows(if_match, etag_of(before.to_json())):
+                return ChangeResult("stale", before, before)
             if callable(changes):
                 changes = changes(before)
             unknown = set(changes) - set(CHANGEABLE)
@@ -378,8 +384,10 @@ async def cancel(
     today: dt.date,
     origin: Origin = REST,
     guard: Guard | None = None,
+    if_match: str | None = None,
 ) -> ChangeResult:
-    """Cancel the phone's upcoming booking; the row stays, with status `cancelled`."""
+    """Cancel the phone's upcoming booking; the row stays, with status `cancelled`.
+    `if_match` as for `change`."""
     with outage_as_unavailable():
         async with pool.acquire() as conn, conn.transaction():
             held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
@@ -388,6 +396,8 @@ async def cancel(
             before = Reservation.from_row(held)
             if guard is not None and not guard(before):
                 return ChangeResult("not_found")
+            if not if_match_allows(if_match, etag_of(before.to_json())):
+                return ChangeResult("stale", before, before)
             after = Reservation.from_row(await conn.fetchrow(CANCEL_SQL, before.id))
             await _record(conn, "cancelled", origin, before, after)
             return ChangeResult("cancelled", after, before)

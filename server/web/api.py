@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from server.access import credentials
 from server.book import reservations
+from server.book.etag import etag_of
 from server.book.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
 from server.settings import Settings
 
@@ -122,7 +123,8 @@ async def get_reservation(request: Request) -> Response:
     found = await reservations.find(request.app.state.pool, phone)
     if found is None:
         raise ApiError(404, "reservation_not_found", f"no reservation for {phone}")
-    return JSONResponse(found.to_json())
+    booking = found.to_json()
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 async def health(request: Request) -> Response:
