@@ -18,21 +18,10 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, serve_app
-from tests.test_page import ARTIFACTS, CHROMIUM, TIMEOUT_MS
-from tests.test_staff_page import CSP, book, browser, row
+from tests.test_page import ARTIFACTS, TIMEOUT_MS
+from tests.test_staff_page import CSP, book, browser, expect, pytestmark, row
 
-__all__ = ["browser"]  # the module-scoped Chromium fixture, shared with test_staff_page
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="no /usr/bin/chromium for the browser tests; enable them: apt-get install chromium",
-    ),
-]
-
-async_api = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'")
-expect = async_api.expect
+__all__ = ["browser", "pytestmark"]  # Chromium (module-scoped) and the browser mark, shared
 
 BROWSER_ZONE = "America/Los_Angeles"  # not the restaurant's (Asia/Singapore)
 PHONE = (390, 844)
