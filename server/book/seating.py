@@ -1,0 +1,98 @@
+"""The availability rules' SQL, inside a booking's own transaction: the lock that makes bookings
+of one date take turns, the book the engine judges, and the table holds PostgreSQL guards.
+
+Writers lock in one order: the phone's row (`FOR UPDATE`), then the date (here), then the
+history lock (`reservations._record`), so no two writers can wait on each other in a circle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import replace
+
+import asyncpg
+
+from server.book import availability as av
+from server.book.restaurant import RestaurantProfile, parse_profile
+from server.book.rows import HELD, Reservation
+
+# pg_advisory_xact_lock(class, day): one lock per date, held until the booking commits, so the
+# re-check and the write of every booking of that date are one step. (The classes of other
+# advisory locks in the project use the one-bigint form, which cannot collide with this.)
+DATE_LOCK_CLASS = 7322
+DATE_LOCK_SQL = "SELECT pg_advisory_xact_lock($1::int, $2::int)"
+PROFILE_SQL = "SELECT profile FROM restaurant WHERE id = 1"
+BOOKINGS_SQL = f"""
+SELECT id, reservation_date, reservation_time, party_size, status,
+       (SELECT array_agg(h.table_name ORDER BY h.table_name) FROM table_holds h
+         WHERE h.reservation_id = reservations.id) AS tables
+FROM reservations
+WHERE {HELD} AND reservation_date BETWEEN $1 AND $2
+"""
+HOLD_SQL = """
+INSERT INTO table_holds (reservation_id, table_name, during)
+SELECT $1, name, tstzrange($3, $4, '[)') FROM unnest($2::text[]) AS name
+"""
+RELEASE_SQL = "DELETE FROM table_holds WHERE reservation_id = $1"
+
+
+async def rules(conn: asyncpg.Connection | asyncpg.Pool) -> RestaurantProfile:
+    """The stored profile (the default, `always`, when none is stored yet)."""
+    stored = await conn.fetchval(PROFILE_SQL)
+    return parse_profile(stored) if stored is not None else RestaurantProfile()
+
+
+def _booking(row: asyncpg.Record) -> av.Booking:
+    tables = tuple(row["tables"]) if row["tables"] else None
+    return av.Booking(
+        row["id"],
+        row["reservation_date"],
+        row["reservation_time"],
+        row["party_size"],
+        row["status"],
+        tables,
+    )
+
+
+async def bookings_between(
+    conn: asyncpg.Connection | asyncpg.Pool, first: dt.date, last: dt.date
+) -> list[av.Booking]:
+    """Bookings and requests from `first` to `last`, as the engine needs them."""
+    return [_booking(row) for row in await conn.fetch(BOOKINGS_SQL, first, last)]
+
+
+async def lock_day(conn: asyncpg.Connection, day: dt.date) -> list[av.Booking]:
+    """Take `day`'s lock, then read what the engine judges a booking on `day` against: the day
+    before (tables held past midnight) to the end of the alternatives' search."""
+    await conn.execute(DATE_LOCK_SQL, DATE_LOCK_CLASS, day.toordinal())
+    one = dt.timedelta(days=1)
+    return await bookings_between(conn, day - one, day + av.SEARCH_DAYS * one)
+
+
+async def hold(
+    conn: asyncpg.Connection,
+    profile: RestaurantProfile,
+    reservation: Reservation,
+    tables: Sequence[str] | None,
+) -> Reservation:
+    """Seat the booking at `tables` for its dining time (the exclusion constraint refuses a
+    table already held then); returns the booking as it now stands."""
+    await conn.execute(RELEASE_SQL, reservation.id)
+    if not tables:
+        return _with_tables(reservation, None)
+    start, end = av.hold_span(
+        profile, reservation.reservation_date, reservation.reservation_time, reservation.party_size
+    )
+    await conn.execute(HOLD_SQL, reservation.id, list(tables), start, end)
+    return _with_tables(reservation, sorted(tables))
+
+
+async def release(conn: asyncpg.Connection, reservation: Reservation) -> Reservation:
+    """The booking gives up its tables (cancelled, or moved under `always`)."""
+    await conn.execute(RELEASE_SQL, reservation.id)
+    return _with_tables(reservation, None)
+
+
+def _with_tables(reservation: Reservation, tables: list[str] | None) -> Reservation:
+    return replace(reservation, tables=tables)
