@@ -21,7 +21,7 @@ export function fillForm(form, profile) {
   el.dining_minutes.value = Object.entries(profile.dining_minutes ?? {})
     .map(([size, mins]) => `${size}=${mins}`).join(", ");
   el.tables.value = (profile.tables ?? [])
-    .map((t) => [t.name, t.seats, t.min_party ?? ""].join(" ").trim()).join("\n");
+    .map((t) => [t.name, t.seats, t.min_party > 1 ? t.min_party : ""].join(" ").trim()).join("\n");
   el.combinations.value = (profile.combinations ?? []).map((c) => c.join("+")).join("\n");
 }
 
