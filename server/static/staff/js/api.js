@@ -76,12 +76,12 @@ export async function listDay(date) {
   return items;
 }
 
-/** Every booking from `today` up to and including `last` (ISO dates), any status. */
-export async function listRange(last) {
+/** Every booking from today up to and including `last` (an ISO date) with `status`. */
+export async function listRange(last, status = "all") {
   const items = [];
   let cursor = null;
   do {
-    const query = new URLSearchParams({ status: "all", limit: "200" });
+    const query = new URLSearchParams({ status, limit: "200" });
     if (cursor) query.set("cursor", cursor);
     const page = await request("GET", `/api/reservations?${query}`);
     const kept = page.items.filter((item) => item.reservation_date <= last);

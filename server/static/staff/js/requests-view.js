@@ -23,9 +23,8 @@ export class RequestsView {
   async load() {
     this.loading ??= (async () => {
       try {
-        const all = await listRange(LAST_DAY);
-        this.items = new Map(all.filter((item) => item.status === "requested")
-          .map((item) => [item.confirmation_number, item]));
+        const all = await listRange(LAST_DAY, "requested");
+        this.items = new Map(all.map((item) => [item.confirmation_number, item]));
         this.#render();
         $("requests-error").hidden = true;
       } catch (error) {
