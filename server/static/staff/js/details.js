@@ -111,11 +111,17 @@ function messageItem(message) {
   title.textContent = `${message.kind ?? "message"} · ${message.status ?? ""}`;
   const when = document.createElement("div");
   when.className = "when";
-  const times = ["created_at", "scheduled_at", "sent_at", "delivered_at"]
-    .filter((key) => message[key])
-    .map((key) => `${key.replace("_at", "")} ${formatInstant(message[key])}`);
+  const times = [["created_at", "queued"], ["due_at", "due"], ["sent_at", "sent"]]
+    .filter(([key]) => message[key])
+    .map(([key, label]) => `${label} ${formatInstant(message[key])}`);
+  if (message.attempts > 1) times.push(`${message.attempts} attempts`);
   when.textContent = times.join(" · ");
   li.append(title, when);
+  if (message.body) {
+    const body = document.createElement("div");
+    body.textContent = message.body;
+    li.append(body);
+  }
   if (message.error) {
     const error = document.createElement("div");
     error.className = "error";
