@@ -9,7 +9,10 @@ source of truth once it holds a row.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,9 +30,11 @@ from pydantic import (
     model_validator,
 )
 
-from server.book.db_errors import outage_as_unavailable
+from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
 from server.book.models import parse_hh_mm
 from server.settings import Settings, known_timezone
+
+log = logging.getLogger("server.restaurant")
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # date.weekday() order
 MAX_PARTY = 20  # the reservations table's own limit
@@ -291,8 +296,28 @@ class ProfileCache:
     never use it: they read the stored profile inside their own transaction."""
 
     def __init__(self, settings: Settings):
+        self.settings = settings
         self.current = default_profile(settings)
+        self._task: asyncio.Task[None] | None = None
 
-    async def refresh(self, pool: asyncpg.Pool, settings: Settings) -> RestaurantProfile:
-        self.current = await read(pool, settings)
-        return self.current
+    async def start(self, pool: asyncpg.Pool) -> None:
+        """Store the seed profile (`RESTAURANT_FILE`, else the settings') unless the database
+        has one, cache what is stored, and keep it fresh in the background."""
+        stored = await seed(pool, seed_profile(self.settings))
+        if stored is not None:
+            self.current = stored
+        self._task = asyncio.create_task(self._refresh_forever(pool))
+
+    async def _refresh_forever(self, pool: asyncpg.Pool) -> None:
+        while True:
+            await asyncio.sleep(self.settings.restaurant_refresh_s)
+            try:
+                self.current = await read(pool, self.settings)
+            except (DatabaseUnavailable, ProfileInvalid) as exc:
+                log.warning("restaurant profile not refreshed: %s", exc)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

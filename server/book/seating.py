@@ -14,8 +14,9 @@ from dataclasses import replace
 import asyncpg
 
 from server.book import availability as av
+from server.book.db_errors import outage_as_unavailable
 from server.book.restaurant import RestaurantProfile, parse_profile
-from server.book.rows import HELD, Reservation
+from server.book.rows import COLUMNS, HELD, Reservation
 
 # pg_advisory_xact_lock(class, day): one lock per date, held until the booking commits, so the
 # re-check and the write of every booking of that date are one step. (The classes of other
@@ -35,6 +36,7 @@ INSERT INTO table_holds (reservation_id, table_name, during)
 SELECT $1, name, tstzrange($3, $4, '[)') FROM unnest($2::text[]) AS name
 """
 RELEASE_SQL = "DELETE FROM table_holds WHERE reservation_id = $1"
+UPCOMING_SQL = f"SELECT {COLUMNS} FROM reservations WHERE {HELD} AND reservation_date >= $1"
 
 
 async def rules(conn: asyncpg.Connection | asyncpg.Pool) -> RestaurantProfile:
@@ -96,3 +98,41 @@ async def release(conn: asyncpg.Connection, reservation: Reservation) -> Reserva
 
 def _with_tables(reservation: Reservation, tables: list[str] | None) -> Reservation:
     return replace(reservation, tables=tables)
+
+
+# --- reads outside a booking: what the caller, the REST API and the staff are told -------------
+
+
+async def check(pool: asyncpg.Pool, slot: av.Request, now: dt.datetime) -> av.Decision:
+    """The engine's answer for one time, from the stored profile and book (no lock: a booking
+    judges again under its date's lock when it writes)."""
+    with outage_as_unavailable():
+        profile = await rules(pool)
+        if not profile.rules:
+            return av.Decision(True)
+        one = dt.timedelta(days=1)
+        bookings = await bookings_between(pool, slot.day - one, slot.day + av.SEARCH_DAYS * one)
+    return av.decide(profile, bookings, slot, now)
+
+
+async def day_state(
+    pool: asyncpg.Pool, day: dt.date, party_size: int, now: dt.datetime
+) -> tuple[RestaurantProfile, av.DayState]:
+    """Every arrival slot of `day` for a party, each with its answer."""
+    with outage_as_unavailable():
+        profile = await rules(pool)
+        one = dt.timedelta(days=1)
+        bookings = await bookings_between(pool, day - one, day) if profile.rules else []
+    return profile, av.day_availability(profile, bookings, day, party_size, now)
+
+
+async def conflicts(
+    pool: asyncpg.Pool, today: dt.date, now: dt.datetime
+) -> list[tuple[Reservation, str]]:
+    """Upcoming bookings and requests that the current rules would refuse, with the reason."""
+    with outage_as_unavailable():
+        profile = await rules(pool)
+        rows = await pool.fetch(UPCOMING_SQL, today)
+    held = {row["id"]: Reservation.from_row(row) for row in rows}
+    bookings = [_booking(row) for row in rows]
+    return [(held[b.id], reason) for b, reason in av.conflicts(profile, bookings, now)]

@@ -1,5 +1,6 @@
 """The staff's REST: the book (list), a booking's history, change, cancel, and the live feed.
 
+Staff confirm a request with `PATCH {"status": "confirmed"}` and decline it with `DELETE`.
 Bookings carry an ETag (the `ETag` header of a change or cancellation, `"etag"` in list items
 and in the feed's `before`/`after`); `PATCH` and `DELETE` honour `If-Match`, checked on the
 locked row inside the writing transaction: a stale tag is 412 `booking_changed` with the
@@ -30,11 +31,16 @@ from server.book.live_feed import LiveFeed, Subscription
 from server.book.models import RequestInvalid, parse_iso_date, validate_change
 from server.book.reservations import HistoryEntry, Origin
 from server.settings import Settings
-from server.web.api import ApiError, JSONResponse, path_phone, read_json
+from server.web.api import ApiError, JSONResponse, path_phone, read_json, slot_unavailable
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
-STATUSES = {"confirmed": "confirmed", "cancelled": "cancelled", "all": None}
+STATUSES = {
+    "confirmed": "confirmed",
+    "requested": "requested",
+    "cancelled": "cancelled",
+    "all": None,
+}
 SOURCES = ("rest", "staff")
 FEED_PAGE = 500  # history rows read per query when a client resumes
 
@@ -76,7 +82,7 @@ async def list_reservations(request: Request) -> Response:
             fields["date"] = str(exc)
     status = query.get("status", "confirmed")
     if status not in STATUSES:
-        fields["status"] = "must be confirmed, cancelled or all"
+        fields["status"] = "must be confirmed, requested, cancelled or all"
     limit = LIST_LIMIT_DEFAULT
     raw_limit = query.get("limit")
     if raw_limit is not None:
@@ -118,14 +124,36 @@ async def change_reservation(request: Request) -> Response:
     phone = path_phone(request, settings)
     origin = _origin(request)
     body = await read_json(request)
+    if isinstance(body, dict) and "status" in body:
+        return await _confirm_request(request, settings, phone, origin, body)
     try:
         changes = validate_change(body, today=settings.today())
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
-    result = await reservations.change(
+    try:
+        result = await reservations.change(
+            request.app.state.pool,
+            phone,
+            changes,
+            settings.today(),
+            origin,
+            if_match=request.headers.get("if-match"),
+        )
+    except reservations.SlotUnavailable as refused:
+        return slot_unavailable(refused)
+    return _written(result, phone)
+
+
+async def _confirm_request(
+    request: Request, settings: Settings, phone: str, origin: Origin, body: dict[str, Any]
+) -> Response:
+    """`{"status": "confirmed"}`: staff accept a request (a party over the size limit)."""
+    if body != {"status": "confirmed"}:
+        fields = {"status": 'send {"status": "confirmed"} alone to confirm a request'}
+        raise ApiError(422, "validation_failed", "some fields are invalid", fields)
+    result = await reservations.confirm(
         request.app.state.pool,
         phone,
-        changes,
         settings.today(),
         origin,
         if_match=request.headers.get("if-match"),
