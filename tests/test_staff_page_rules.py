@@ -204,14 +204,14 @@ async def test_requests_are_confirmed_and_declined_from_their_list(browser, sett
 async def test_the_week_shows_covers_slots_and_who_sits_at_which_table(browser, settings, server):
     day = tomorrow(settings)
     guests = [
-        ("+6591234567", "Ada Lovelace", 2, "18:00"),
-        ("+6581234567", "Alan Turing", 4, "18:00"),
-        ("+6561234567", "Grace Hopper", 2, "19:30"),
-        ("+6598207272", "Edsger Dijkstra", 3, "20:00"),
+        ("+6591234567", "Ada Lovelace", 2, "18:00", "window seat"),
+        ("+6581234567", "Alan Turing", 4, "18:00", ""),
+        ("+6561234567", "Grace Hopper", 2, "19:30", "birthday"),
+        ("+6598207272", "Edsger Dijkstra", 3, "20:00", ""),
     ]
     async with httpx.AsyncClient(timeout=10) as http:
-        await put_profile(http, server.url, **RULES, **PLAN, covers_per_slot=6)
-        for phone, name, party, time in guests:
+        await put_profile(http, server.url, **{**RULES, **PLAN, "covers_per_slot": 6})
+        for phone, name, party, time, notes in guests:
             await book(
                 http,
                 server.url,
@@ -220,7 +220,7 @@ async def test_the_week_shows_covers_slots_and_who_sits_at_which_table(browser, 
                 name=name,
                 party_size=party,
                 reservation_time=time,
-                other_info={},
+                other_info={"notes": notes} if notes else {},
             )
         async with open_book(browser, server.url, hash_="#week") as page:
             cards = page.locator("#week-days button")
@@ -252,6 +252,7 @@ async def test_the_week_shows_covers_slots_and_who_sits_at_which_table(browser, 
             await page.fill("#book-date", day)
             await page.dispatch_event("#book-date", "change")
             await expect(page.locator("#book-rows tr")).to_have_count(5)
+            await page.evaluate("() => document.activeElement.blur()")
             await page.screenshot(path=str(ARTIFACTS / "staff-day.png"), full_page=True)
     keep_for_docs("staff-week.png")
     keep_for_docs("staff-day.png")
