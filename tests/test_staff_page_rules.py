@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import LiveServer, serve_app
 from tests.test_page import ARTIFACTS
 from tests.test_staff_page import book, browser, expect, pytestmark, row
-from tests.test_staff_page_book import open_book, reservation
+from tests.test_staff_page_book import CONTROLS, LAYOUT_PROBLEMS, PHONE, open_book, reservation
 
 __all__ = ["browser", "pytestmark"]
 
@@ -256,3 +256,44 @@ async def test_the_week_shows_covers_slots_and_who_sits_at_which_table(browser, 
             await page.screenshot(path=str(ARTIFACTS / "staff-day.png"), full_page=True)
     keep_for_docs("staff-week.png")
     keep_for_docs("staff-day.png")
+
+
+async def test_with_rules_and_tables_every_view_fits_a_phone(browser, settings, server):
+    """390 px: the week with its table timeline (which scrolls inside its own box), the
+    requests, the settings and a refusal in the booking form; nothing scrolls sideways."""
+    day = tomorrow(settings)
+    async with httpx.AsyncClient(timeout=10) as http:
+        await put_profile(http, server.url, **{**RULES, **PLAN})
+        await book(http, server.url, day, reservation_time="18:00", party_size=2)
+        await http.post(
+            f"{server.url}/api/reservations",
+            json={
+                "name": "A Very Large Party Indeed",
+                "phone_number": "+6581234567",
+                "reservation_date": day,
+                "reservation_time": "19:00",
+                "party_size": 12,
+            },
+        )
+        async with open_book(browser, server.url, PHONE, "#week", ("status of 409",)) as page:
+            await page.locator("#week-days button").nth(1).click()
+            await expect(page.locator("#timeline")).to_be_visible()
+            assert await page.evaluate(LAYOUT_PROBLEMS, CONTROLS) == []
+            await page.screenshot(path=str(ARTIFACTS / "staff-phone-week.png"), full_page=True)
+            for view in ("requests", "settings"):
+                await page.click(f'[data-view-link="{view}"]')
+                await expect(page.locator(f"#view-{view}")).to_be_visible()
+                assert await page.evaluate(LAYOUT_PROBLEMS, CONTROLS) == [], view
+            await expect(page.locator("#requests-list li")).to_have_count(1)
+            await page.screenshot(path=str(ARTIFACTS / "staff-phone-settings.png"), full_page=True)
+            await page.click('[data-view-link="book"]')
+            await page.click("#add-open")
+            form = page.locator("#add-form")
+            await form.get_by_label("Name", exact=True).fill("Late")
+            await form.get_by_label("Phone", exact=True).fill("+6561234567")
+            await form.get_by_label("Date", exact=True).fill(day)
+            await form.get_by_label("Time", exact=True).fill("23:00")
+            await page.click("#add-submit")
+            await expect(page.locator("#add-refused")).to_be_visible()
+            assert await page.evaluate(LAYOUT_PROBLEMS, "#add-dialog " + CONTROLS) == []
+            await page.screenshot(path=str(ARTIFACTS / "staff-phone-refused.png"))
