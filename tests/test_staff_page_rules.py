@@ -161,6 +161,19 @@ async def test_booking_with_rules_offers_open_times_and_an_override_is_recorded(
             await expect(page.locator("#history-list li").first).to_contain_text(
                 "booked past the rules"
             )
+            await page.click("#history-dialog [data-close]")
+
+            # Moving a booking into the full slot is refused with the reason and other times.
+            moved = await reservation(http, server.url, "+6581234567")
+            await row(page, moved["confirmation_number"]).locator('[data-action="edit"]').click()
+            await page.fill('#edit-form input[name="reservation_time"]', "19:00")
+            await page.click("#edit-review")
+            await page.click("#edit-confirm-button")
+            refusal = page.locator("#edit-error")
+            await expect(refusal).to_contain_text("Not bookable: that slot is full.")
+            await expect(refusal).to_contain_text("Nearest other times:")
+            still = await reservation(http, server.url, "+6581234567")
+            assert still["reservation_time"] == "18:30"
 
 
 async def test_requests_are_confirmed_and_declined_from_their_list(browser, settings, server):

@@ -6,19 +6,10 @@
 import { formatDate, formatTime } from "/js/format.js";
 import { ApiError, StaffAuthError, availability, createBooking } from "./api.js";
 import { restaurantNow } from "./clock.js";
+import { reasonText } from "./reasons.js";
 
 const $ = (id) => document.getElementById(id);
 
-export const REASONS = {
-  closed: "the restaurant is closed that day",
-  outside_hours: "that time is outside the opening hours",
-  full: "that slot is full",
-  party_too_large: "the party is larger than the restaurant books directly (it becomes a request)",
-  too_soon: "that is too soon (inside the lead time)",
-  too_far: "that is too far ahead",
-  in_the_past: "that time has passed",
-};
-export const reasonText = (reason) => REASONS[reason] ?? reason ?? "";
 
 // Walk-ins give no phone number, but a booking is keyed by one: each takes a number from the
 // range Ofcom keeps for drama (+44 20 7946 0000-0999), which no real guest can hold.

@@ -6,6 +6,7 @@
 import { formatDate, formatParty, formatTime } from "/js/format.js";
 import { StaffAuthError, cancelBooking, changeBooking, listDay } from "./api.js";
 import { describeChanges, showStale } from "./details.js";
+import { refusalText } from "./reasons.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -233,6 +234,11 @@ export class BookView {
   #problem(error, element) {
     if (error instanceof StaffAuthError) {
       this.onAuthError(error);
+      return;
+    }
+    if (error.code === "slot_unavailable") {
+      const when = (alt) => `${formatDate(alt.date)} ${formatTime(alt.time)}`;
+      this.#showError(element, refusalText(error, when));
       return;
     }
     const fields = Object.entries(error.fields ?? {}).map(([k, v]) => `${k.replace("_", " ")} ${v}`);

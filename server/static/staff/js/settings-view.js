@@ -4,7 +4,7 @@
 
 import { formatDate, formatParty, formatTime } from "/js/format.js";
 import { StaffAuthError, conflicts, restaurant, saveRestaurant } from "./api.js";
-import { reasonText } from "./add-booking.js";
+import { reasonText } from "./reasons.js";
 import { fillForm, readForm } from "./profile-form.js";
 
 const $ = (id) => document.getElementById(id);
