@@ -58,6 +58,18 @@ async def put_profile(http: httpx.AsyncClient, url: str, **profile: Any) -> None
     assert answer.status_code == 200, answer.text
 
 
+async def add_form(page: Any, name: str, phone: str, day: str, time: str | None = None) -> Any:
+    """Open "Add booking" and fill it in (not sent); the form's locator."""
+    await page.click("#add-open")
+    form = page.locator("#add-form")
+    await form.get_by_label("Name", exact=True).fill(name)
+    await form.get_by_label("Phone", exact=True).fill(phone)
+    await form.get_by_label("Date", exact=True).fill(day)
+    if time is not None:
+        await form.get_by_label("Time", exact=True).fill(time)
+    return form
+
+
 def keep_for_docs(name: str) -> None:
     """The screenshots in docs/staff-book.md are the ones these tests take."""
     if DOCS_IMG.is_dir():
@@ -113,11 +125,7 @@ async def test_booking_with_rules_offers_open_times_and_an_override_is_recorded(
         await put_profile(http, server.url, **RULES)
         full = await book(http, server.url, day, reservation_time="19:00", party_size=4)
         async with open_book(browser, server.url, expected=("status of 409",)) as page:
-            await page.click("#add-open")
-            form = page.locator("#add-form")
-            await form.get_by_label("Name", exact=True).fill("Grace Hopper")
-            await form.get_by_label("Phone", exact=True).fill("+6581234567")
-            await form.get_by_label("Date", exact=True).fill(day)
+            form = await add_form(page, "Grace Hopper", "+6581234567", day)
             await form.get_by_label("Date", exact=True).dispatch_event("change")
             offered = page.locator("#offered-times button")
             await expect(offered.first).to_have_attribute("data-time", "18:00")
@@ -132,11 +140,7 @@ async def test_booking_with_rules_offers_open_times_and_an_override_is_recorded(
             )
 
             # A full slot is refused with the reason and other times; "Book anyway" books it.
-            await page.click("#add-open")
-            await form.get_by_label("Name", exact=True).fill("Alan Turing")
-            await form.get_by_label("Phone", exact=True).fill("+6561234567")
-            await form.get_by_label("Date", exact=True).fill(day)
-            await form.get_by_label("Time", exact=True).fill("19:00")
+            await add_form(page, "Alan Turing", "+6561234567", day, "19:00")
             await page.click("#add-submit")
             await expect(page.locator("#add-refused-text")).to_contain_text("that slot is full")
             alternatives = page.locator("#add-alternatives button")
@@ -301,12 +305,7 @@ async def test_with_rules_and_tables_every_view_fits_a_phone(browser, settings, 
             await expect(page.locator("#requests-list li")).to_have_count(1)
             await page.screenshot(path=str(ARTIFACTS / "staff-phone-settings.png"), full_page=True)
             await page.click('[data-view-link="book"]')
-            await page.click("#add-open")
-            form = page.locator("#add-form")
-            await form.get_by_label("Name", exact=True).fill("Late")
-            await form.get_by_label("Phone", exact=True).fill("+6561234567")
-            await form.get_by_label("Date", exact=True).fill(day)
-            await form.get_by_label("Time", exact=True).fill("23:00")
+            await add_form(page, "Late", "+6561234567", day, "23:00")
             await page.click("#add-submit")
             await expect(page.locator("#add-refused")).to_be_visible()
             assert await page.evaluate(LAYOUT_PROBLEMS, "#add-dialog " + CONTROLS) == []
