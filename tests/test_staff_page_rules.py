@@ -12,6 +12,7 @@ import datetime as dt
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -310,3 +311,21 @@ async def test_with_rules_and_tables_every_view_fits_a_phone(browser, settings, 
             await expect(page.locator("#add-refused")).to_be_visible()
             assert await page.evaluate(LAYOUT_PROBLEMS, "#add-dialog " + CONTROLS) == []
             await page.screenshot(path=str(ARTIFACTS / "staff-phone-refused.png"))
+
+
+async def test_today_and_now_are_the_restaurants_whatever_the_browsers(browser, settings, server):
+    """The profile's timezone (UTC+14) rules: not the browser's (Los Angeles, UTC-8) nor the
+    server's setting (Singapore)."""
+    zone = ZoneInfo("Pacific/Kiritimati")
+    async with httpx.AsyncClient(timeout=10) as http:
+        await put_profile(http, server.url, timezone="Pacific/Kiritimati")
+        async with open_book(browser, server.url) as page:
+            before = dt.datetime.now(zone)
+            await expect(page.locator("#book-date")).to_have_value(before.date().isoformat())
+            await page.get_by_role("button", name="Walk-in party of 2, now").click()
+            await expect(page.locator("#walk-in-status")).to_contain_text("Walk-in of 2 booked")
+            after = dt.datetime.now(zone)
+        listed = await http.get(f"{server.url}/api/reservations", params={"status": "all"})
+        (walk_in,) = listed.json()["items"]
+        assert walk_in["reservation_date"] in {f"{before:%Y-%m-%d}", f"{after:%Y-%m-%d}"}
+        assert walk_in["reservation_time"] in {f"{before:%H:%M}", f"{after:%H:%M}"}

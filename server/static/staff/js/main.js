@@ -6,7 +6,7 @@ import { AddBooking } from "./add-booking.js";
 import { budget, setToken, token } from "./api.js";
 import { BookView } from "./book-view.js";
 import { CallsView } from "./calls-view.js";
-import { restaurantNow, setZone } from "./clock.js";
+import { restaurantNow, setZone, timeZone } from "./clock.js";
 import { DetailsDialog } from "./details.js";
 import { LiveFeed } from "./feed.js";
 import { RequestsView } from "./requests-view.js";
@@ -112,16 +112,18 @@ feed.addEventListener("ready", ({ detail }) => {
   showBudget();
   staffTest.lastEventId = feed.lastEventId;
   if (today === null) {
-    setZone(detail.timezone);
+    // "Today" is the restaurant's: its profile's timezone (else the server's), not the device's.
     today = detail.today;
-    book.show($("book-date").value || today);
-    if (calls.date === null && !$("view-calls").hidden) calls.show(today);
+    setZone(detail.timezone);
     settings.load().then(() => {
+      if (timeZone()) today = restaurantNow().date;
+      book.show($("book-date").value || today);
+      if (calls.date === null && !$("view-calls").hidden) calls.show(today);
       if (!$("view-week").hidden) week.load();
       staffTest.profileLoaded = true;
     });
-  } else if (detail.today !== today) {
-    today = detail.today; // the feed came back after midnight
+  } else {
+    today = timeZone() ? restaurantNow().date : detail.today; // back after midnight, perhaps
   }
   requests.load(); // after a reconnect too: nothing answered meanwhile is missed
 });
