@@ -629,7 +629,8 @@ class Conversation:
         if fresh_outputs:
             return Say(" ".join(dialog.answer(c, out, self.slots) for c, out in fresh_outputs))
         if fresh_text:
-            return dialog.decide(self.slots, self._tool_names(options))
+            instructions = str(self.session.get("instructions") or "")
+            return dialog.decide(self.slots, self._tool_names(options), instructions)
         if fresh_audio:
             return Say(NOT_HEARD if heard is False else dialog.AUDIO_REPLY)
         return Say(dialog.GREETING if first else dialog.ANYTHING_ELSE)
