@@ -17,6 +17,7 @@ from starlette.routing import Route
 from server.access import credentials
 from server.access.staff_auth import staff_refusal
 from server.book import reservations
+from server.book.etag import etag_of
 from server.book.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
 from server.book.reservations import REST, Origin, SlotUnavailable
 from server.settings import Settings
@@ -163,7 +164,8 @@ async def get_reservation(request: Request) -> Response:
     found = await reservations.find(request.app.state.pool, phone)
     if found is None:
         raise ApiError(404, "reservation_not_found", f"no reservation for {phone}")
-    return JSONResponse(found.to_json())
+    booking = found.to_json()
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 async def health(request: Request) -> Response:
