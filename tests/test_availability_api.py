@@ -13,7 +13,7 @@ import pytest
 
 from server.book import availability as av
 from server.book import restaurant
-from server.book.restaurant import WEEKDAYS, ProfileCache, default_profile, seed_profile
+from server.book.restaurant import WEEKDAYS, ProfileCache, seed_profile
 from server.settings import PROJECT_ROOT
 from tests.conftest import serve_app
 
@@ -44,15 +44,10 @@ def rules_profile(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client(live_server, pool, settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on the live server; the profile goes back to the default (`always`) after."""
-    await pool.execute("TRUNCATE table_holds")
+async def client(live_server, pool) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the live server (the `pool` fixture resets the profile to `always`)."""
     async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as http:
-        try:
-            yield http
-        finally:
-            default = default_profile(settings).to_json()
-            assert (await http.put("/api/restaurant", json=default)).status_code == 200
+        yield http
 
 
 def next_weekday(settings, weekday: str, at_least: int = 2) -> dt.date:

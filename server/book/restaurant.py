@@ -167,6 +167,10 @@ class RestaurantProfile(BaseModel):
     def rules(self) -> bool:
         return self.availability == "rules"
 
+    def today(self, now: dt.datetime | None = None) -> dt.date:
+        """Today's date at the restaurant (`now`: this instant)."""
+        return (now if now is not None else dt.datetime.now(dt.UTC)).astimezone(self.zone).date()
+
     def windows(self, day: dt.date) -> list[Window]:
         return self.hours.get(WEEKDAYS[day.weekday()], [])
 
@@ -254,6 +258,7 @@ def _from_toml(data: Any) -> Any:
 
 SELECT_SQL = "SELECT profile FROM restaurant WHERE id = 1"
 SEED_SQL = "INSERT INTO restaurant (id, profile) VALUES (1, $1) ON CONFLICT (id) DO NOTHING"
+TIMEZONE_SQL = "SELECT profile->>'timezone' FROM restaurant WHERE id = 1"
 LOCK_SQL = SELECT_SQL + " FOR UPDATE"
 SAVE_SQL = """
 INSERT INTO restaurant (id, profile) VALUES (1, $1)
@@ -266,6 +271,24 @@ async def read(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings) -> R
     with outage_as_unavailable():
         stored = await conn.fetchval(SELECT_SQL)
     return parse_profile(stored) if stored is not None else default_profile(settings)
+
+
+async def timezone(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings) -> str:
+    """The stored profile's timezone (`RESTAURANT_TIMEZONE` for a database without one)."""
+    with outage_as_unavailable():
+        stored = await conn.fetchval(TIMEZONE_SQL)
+    return str(stored) if stored else settings.restaurant_timezone
+
+
+async def today(
+    conn: asyncpg.Connection | asyncpg.Pool, settings: Settings, now: dt.datetime | None = None
+) -> dt.date:
+    """Today at the restaurant, by the profile's timezone: the one "today" every booking is
+    validated on (REST, the tools, the staff), the engine's and the instructions' too, so a
+    date is never "today" for one and "tomorrow" for another. One small read: the profile
+    may have been edited by another process a moment ago."""
+    zone = ZoneInfo(await timezone(conn, settings))
+    return (now if now is not None else dt.datetime.now(dt.UTC)).astimezone(zone).date()
 
 
 async def seed(pool: asyncpg.Pool, profile: RestaurantProfile) -> RestaurantProfile | None:
