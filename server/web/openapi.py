@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from server.book.models import ReservationRequest
+from server.web.openapi_restaurant import (
+    CONFIRM,
+    OVERRIDE,
+    SLOT_UNAVAILABLE,
+    restaurant_paths,
+)
 
 _RESERVATION = {
     "type": "object",
@@ -28,7 +34,16 @@ _RESERVATION = {
         "party_size": {"type": "integer", "minimum": 1, "maximum": 20},
         "other_info": {"type": "object"},
         "confirmation_number": {"type": "string", "pattern": "^[2-9A-HJKMNP-Z]{6}$"},
-        "status": {"type": "string", "enum": ["confirmed", "cancelled"]},
+        "status": {
+            "type": "string",
+            "enum": ["confirmed", "requested", "cancelled"],
+            "description": "requested: a party over max_party_size, for staff to confirm",
+        },
+        "tables": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "the tables it holds (availability rules with a table plan)",
+        },
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },
@@ -61,6 +76,7 @@ def _request_schema() -> dict[str, Any]:
         "example": "19:30",
     }
     props["phone_number"]["description"] = "any common format; stored as E.164"
+    props["override"] = OVERRIDE
     schema.pop("title", None)
     return schema
 
@@ -77,6 +93,17 @@ _CHANGE = {
         "other_info": {"type": "object"},
     },
 }
+
+
+def _conflict(other: str) -> dict[str, Any]:
+    """409: the availability rules refuse the time (`slot_unavailable`, with the reason and
+    the nearest times that would do), or `other`."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in ("SlotUnavailable", "Error")]
+    return _json(
+        {"anyOf": refs},
+        "slot_unavailable: the availability rules refuse it (reason, alternatives); " + other,
+    )
+
 
 _PAGE = {
     "type": "object",
@@ -182,9 +209,16 @@ def _staff_paths() -> dict[str, Any]:
             + _STAFF_NOTE,
             "security": _STAFF,
             "parameters": [*phone, source, if_match],
-            "requestBody": {"required": True, **_json(_CHANGE, "the fields to change")},
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {"anyOf": [_CHANGE, CONFIRM]},
+                    'the fields to change, or {"status": "confirmed"} alone to confirm a request',
+                ),
+            },
             "responses": {
-                "200": _json("Reservation", "the changed booking"),
+                "200": _json("Reservation", "the changed (or confirmed) booking"),
+                "409": _conflict("party_too_large: a change would grow it past max_party_size"),
                 "412": stale,
                 "400": _json("Error", "body is not JSON"),
                 "404": _json("Error", "no upcoming booking"),
@@ -316,13 +350,26 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/api/reservations": {
                 "post": {
-                    "summary": "Book a table (one upcoming reservation per phone number)",
+                    "summary": "Book a table (one upcoming reservation per phone number); a party "
+                    "over max_party_size is a request (status requested) staff confirm",
+                    "parameters": [
+                        {
+                            "name": "X-Source",
+                            "in": "header",
+                            "schema": {"enum": ["rest", "staff"]},
+                            "description": "staff: a staff booking (staff credentials, no access "
+                            "token), which may carry override",
+                        }
+                    ],
                     "requestBody": {"required": True, **_json("ReservationRequest", "booking")},
                     "responses": {
                         "201": _json("Reservation", "created"),
                         "200": _json("Reservation", "identical repeat: the existing booking"),
                         "400": _json(error, "body is not JSON"),
-                        "409": _json(error, "the phone holds another upcoming reservation"),
+                        "403": _json(error, "override without X-Source: staff and its credentials"),
+                        "409": _conflict(
+                            "reservation_exists: the phone holds another upcoming reservation"
+                        ),
                         "413": _json(error, "body over 16 KB"),
                         "422": _json(error, "invalid fields"),
                         "503": _json(error, "database unavailable"),
@@ -353,6 +400,7 @@ def build_openapi() -> dict[str, Any]:
                 "patch": staff["patch"],
                 "delete": staff["delete"],
             },
+            **restaurant_paths(_json, _staff_errors, _STAFF, _STAFF_NOTE),
             **_calls_paths(),
         },
         "components": {
@@ -361,6 +409,7 @@ def build_openapi() -> dict[str, Any]:
                 "ReservationRequest": _request_schema(),
                 "Reservation": _RESERVATION,
                 "Error": _ERROR,
+                "SlotUnavailable": SLOT_UNAVAILABLE,
             },
         },
     }
