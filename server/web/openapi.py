@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from server.book.models import ReservationRequest
+from server.web.openapi_calls import calls_paths
+from server.web.openapi_parts import STAFF as _STAFF
+from server.web.openapi_parts import STAFF_NOTE as _STAFF_NOTE
+from server.web.openapi_parts import json_content as _json
+from server.web.openapi_parts import staff_errors as _staff_errors
 from server.web.openapi_restaurant import (
     CONFIRM,
     OVERRIDE,
@@ -125,13 +130,26 @@ _HISTORY = {
                 "required": ["id", "action", "at", "source", "call", "before", "after"],
                 "properties": {
                     "id": {"type": "integer", "description": "the live feed's event id"},
-                    "action": {"enum": ["created", "changed", "cancelled", "replaced"]},
+                    "action": {
+                        "enum": [
+                            "created",
+                            "changed",
+                            "cancelled",
+                            "replaced",
+                            "confirmed",
+                            "declined",
+                        ]
+                    },
                     "at": {"type": "string", "format": "date-time"},
                     "source": {"enum": ["rest", "voice", "staff"]},
                     "call": {"type": ["string", "null"]},
                     "phone_number": {"type": "string"},
                     "before": {"type": ["object", "null"]},
                     "after": {"type": ["object", "null"]},
+                    "override": {
+                        "type": "boolean",
+                        "description": "a staff booking past the availability rules",
+                    },
                 },
             },
         }
@@ -144,24 +162,6 @@ _PHONE_PARAM = {
     "required": True,
     "schema": {"type": "string"},
 }
-_STAFF: list[dict[str, list[str]]] = [{"staffToken": []}]
-_STAFF_NOTE = (
-    " Staff only: Authorization: Bearer <STAFF_TOKEN> when STAFF_TOKEN is set, else loopback."
-)
-
-
-def _json(schema: dict[str, Any] | str, description: str) -> dict[str, Any]:
-    if isinstance(schema, str):
-        schema = {"$ref": f"#/components/schemas/{schema}"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _staff_errors() -> dict[str, Any]:
-    return {
-        "401": _json("Error", "STAFF_TOKEN is set and was not sent"),
-        "403": _json("Error", "STAFF_TOKEN is unset and the client is not on this machine"),
-        "503": _json("Error", "database unavailable"),
-    }
 
 
 def _staff_paths() -> dict[str, Any]:
@@ -189,7 +189,10 @@ def _staff_paths() -> dict[str, Any]:
                 {
                     "name": "status",
                     "in": "query",
-                    "schema": {"enum": ["confirmed", "cancelled", "all"], "default": "confirmed"},
+                    "schema": {
+                        "enum": ["confirmed", "requested", "cancelled", "all"],
+                        "default": "confirmed",
+                    },
                 },
                 {
                     "name": "limit",
@@ -218,7 +221,9 @@ def _staff_paths() -> dict[str, Any]:
             },
             "responses": {
                 "200": _json("Reservation", "the changed (or confirmed) booking"),
-                "409": _conflict("party_too_large: a change would grow it past max_party_size"),
+                "409": _conflict(
+                    "reason party_too_large: the change would grow it past max_party_size"
+                ),
                 "412": stale,
                 "400": _json("Error", "body is not JSON"),
                 "404": _json("Error", "no upcoming booking"),
@@ -260,83 +265,6 @@ def _staff_paths() -> dict[str, Any]:
                 "422": _json("Error", "Last-Event-ID is not a number"),
                 **_staff_errors(),
             },
-        },
-    }
-
-
-_CALL: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "channel", "status", "started_at", "outcome", "cost_usd"],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "channel": {"type": "string"},
-        "caller": {"type": ["string", "null"]},
-        "status": {"enum": ["live", "ended", "interrupted"]},
-        "started_at": {"type": "string", "format": "date-time"},
-        "ended_at": {"type": ["string", "null"]},
-        "duration_s": {"type": ["number", "null"]},
-        "end_reason": {"type": ["string", "null"]},
-        "outcome": {"enum": ["booked", "changed", "cancelled", "looked_up", "none", "failed"]},
-        "confirmation_number": {"type": ["string", "null"]},
-        "cost_usd": {"type": "number"},
-        "transcript": {"type": ["array", "null"]},
-    },
-}
-
-
-def _calls_paths() -> dict[str, Any]:
-    """The call records (server/records/api.py)."""
-    return {
-        "/api/calls": {
-            "get": {
-                "summary": "A day's calls (restaurant time), newest first, keyset-paginated."
-                + _STAFF_NOTE,
-                "security": _STAFF,
-                "parameters": [
-                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["date", "items", "next_cursor"],
-                            "properties": {
-                                "date": {"type": "string", "format": "date"},
-                                "items": {"type": "array", "items": _CALL},
-                                "next_cursor": {"type": ["string", "null"]},
-                            },
-                        },
-                        "one page; next_cursor null at the end",
-                    ),
-                    "422": _json("Error", "invalid parameters or cursor"),
-                    **_staff_errors(),
-                },
-            }
-        },
-        "/api/calls/{call_id}": {
-            "get": {
-                "summary": "One call with its tool calls and transcript." + _STAFF_NOTE,
-                "security": _STAFF,
-                "parameters": [
-                    {
-                        "name": "call_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "format": "uuid"},
-                    }
-                ],
-                "responses": {
-                    "200": _json(_CALL, "the call"),
-                    "404": _json("Error", "no such call"),
-                    **_staff_errors(),
-                },
-            }
         },
     }
 
@@ -400,8 +328,8 @@ def build_openapi() -> dict[str, Any]:
                 "patch": staff["patch"],
                 "delete": staff["delete"],
             },
-            **restaurant_paths(_json, _staff_errors, _STAFF, _STAFF_NOTE),
-            **_calls_paths(),
+            **restaurant_paths(),
+            **calls_paths(),
         },
         "components": {
             "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},

@@ -8,11 +8,11 @@ JSON Schema and are refused with 422 naming the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from server.book.availability import REASONS
 from server.book.restaurant import MAX_PARTY, PUBLIC_KEYS, WEEKDAYS
+from server.web.openapi_parts import STAFF, STAFF_NOTE, json_content, staff_errors
 
 HH_MM = {"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$", "example": "19:30"}
 DATE = {"type": "string", "format": "date", "example": "2026-12-24"}
@@ -198,17 +198,9 @@ def _param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": True, "schema": schema}
 
 
-Json = Callable[[dict[str, Any] | str, str], dict[str, Any]]
-
-
-def restaurant_paths(
-    json: Json,
-    staff_errors: Callable[[], dict[str, Any]],
-    staff: list[dict[str, list[str]]],
-    staff_note: str,
-) -> dict[str, Any]:
-    """The routes of restaurant_api.py, built with openapi.py's helpers (passed in, so this
-    module needs nothing of openapi.py, which imports it)."""
+def restaurant_paths() -> dict[str, Any]:
+    """The routes of restaurant_api.py."""
+    json, staff, staff_note = json_content, STAFF, STAFF_NOTE
     invalid = json("Error", "invalid or unknown parameters, each named in error.fields")
     no_token = json("Error", "ACCESS_TOKEN is set and was not sent")
     party = _param("party_size", _count(1, MAX_PARTY))
