@@ -219,5 +219,7 @@ class Settings(BaseSettings):
         return ZoneInfo(self.restaurant_timezone)
 
     def today(self) -> dt.date:
-        """Today's date where the restaurant is: what "not in the past" means."""
+        """Today's date in `RESTAURANT_TIMEZONE`: the day of the call records and the budget.
+        Bookings are judged on the profile's timezone instead (`server.book.restaurant.today`),
+        which this setting only seeds."""
         return dt.datetime.now(self.timezone).date()

@@ -158,6 +158,11 @@ async def _admit(
     profile = await seating.rules(conn)
     if not profile.rules:
         return ("requested" if requested else "confirmed"), None, profile
+    far = seating.out_of_reach(profile, slot.day, now)
+    if far is not None:  # no table is held that far off, not even by staff's word
+        if origin.override:
+            return ("requested" if requested else "confirmed"), None, profile
+        raise SlotUnavailable(far)
     bookings = await seating.lock_day(conn, slot.day)
     if origin.override:  # staff, past every limit: seated if a table is free
         status = "requested" if requested else "confirmed"

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from server.access import credentials
 from server.access.staff_auth import staff_refusal
-from server.book import reservations
+from server.book import reservations, restaurant
 from server.book.etag import etag_of
 from server.book.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
 from server.book.reservations import REST, Origin, SlotUnavailable
@@ -126,12 +126,14 @@ async def create_reservation(request: Request) -> Response:
     body = await read_json(request)
     override = _override(body, staff)
     origin = Origin("staff", override=override) if staff else REST
+    pool = request.app.state.pool
+    today = await restaurant.today(pool, settings)
     try:
-        booking = validate_request(body, region=settings.default_region, today=settings.today())
+        booking = validate_request(body, region=settings.default_region, today=today)
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
     try:
-        result = await reservations.book(request.app.state.pool, booking, settings.today(), origin)
+        result = await reservations.book(pool, booking, today, origin)
     except SlotUnavailable as refused:
         return slot_unavailable(refused)
     held = result.reservation

@@ -16,8 +16,10 @@ row's seq as its `id:`; a client that reconnects with `Last-Event-ID` gets every
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from starlette.requests import Request
@@ -25,7 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from server.access.staff_auth import staff_refusal
-from server.book import reservations
+from server.book import reservations, restaurant
 from server.book.etag import etag_of, with_etag
 from server.book.live_feed import LiveFeed, Subscription
 from server.book.models import RequestInvalid, parse_iso_date, validate_change
@@ -94,11 +96,12 @@ async def list_reservations(request: Request) -> Response:
     fields.update({name: "is not a known parameter" for name in sorted(unknown)})
     if fields:
         raise ApiError(422, "validation_failed", "some parameters are invalid", fields)
+    pool = request.app.state.pool
     try:
         items, next_cursor = await reservations.list_reservations(
-            request.app.state.pool,
+            pool,
             day=day,
-            today=settings.today(),
+            today=await restaurant.today(pool, settings),
             status=STATUSES[status],
             limit=limit,
             cursor=query.get("cursor") or None,
@@ -126,16 +129,18 @@ async def change_reservation(request: Request) -> Response:
     body = await read_json(request)
     if isinstance(body, dict) and "status" in body:
         return await _confirm_request(request, settings, phone, origin, body)
+    pool = request.app.state.pool
+    today = await restaurant.today(pool, settings)
     try:
-        changes = validate_change(body, today=settings.today())
+        changes = validate_change(body, today=today)
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
     try:
         result = await reservations.change(
-            request.app.state.pool,
+            pool,
             phone,
             changes,
-            settings.today(),
+            today,
             origin,
             if_match=request.headers.get("if-match"),
         )
@@ -151,10 +156,11 @@ async def _confirm_request(
     if body != {"status": "confirmed"}:
         fields = {"status": 'send {"status": "confirmed"} alone to confirm a request'}
         raise ApiError(422, "validation_failed", "some fields are invalid", fields)
+    pool = request.app.state.pool
     result = await reservations.confirm(
-        request.app.state.pool,
+        pool,
         phone,
-        settings.today(),
+        await restaurant.today(pool, settings),
         origin,
         if_match=request.headers.get("if-match"),
     )
@@ -165,10 +171,11 @@ async def cancel_reservation(request: Request) -> Response:
     settings = require_staff(request)
     phone = path_phone(request, settings)
     origin = _origin(request)
+    pool = request.app.state.pool
     result = await reservations.cancel(
-        request.app.state.pool,
+        pool,
         phone,
-        settings.today(),
+        await restaurant.today(pool, settings),
         origin,
         if_match=request.headers.get("if-match"),
     )
@@ -227,6 +234,7 @@ async def reservation_events(request: Request) -> Response:
     # duplicate is skipped by seq; subscribing after could lose it.
     subscription = feed.subscribe()
     try:
+        zone = await restaurant.timezone(pool, settings)
         if resume_from is None:
             sent = await reservations.latest_seq(pool)
             backlog: list[HistoryEntry] = []
@@ -236,11 +244,10 @@ async def reservation_events(request: Request) -> Response:
     except BaseException:
         feed.unsubscribe(subscription)
         raise
-    today = settings.today().isoformat()
     ready = {
         "resumed": resume_from is not None,
-        "today": today,
-        "timezone": settings.restaurant_timezone,  # the page shows times in it
+        "today": dt.datetime.now(ZoneInfo(zone)).date().isoformat(),
+        "timezone": zone,  # the profile's: the page shows times in it
     }
     first = _event("ready", sent, ready)
     stream = _stream(request, settings, subscription, first, backlog, sent)
