@@ -93,7 +93,7 @@ def recognition(repeat: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         seconds = len(pcm) / 2 / rate
         words = ""
         for _ in range(repeat):
-            words, cpu = asr_worker.decode(pcm, rate)
+            words, _, cpu = asr_worker.decode(pcm, rate)
             path = "phone 8 kHz u-law" if rate == 8_000 else "page 24 kHz"
             cost[path][0] += cpu
             cost[path][1] += seconds

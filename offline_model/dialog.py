@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
+from . import readback
 from .intents import Parsed
 
 GREETING = "Hello! I can book a table, check availability or look up a reservation. How can I help?"
@@ -81,24 +82,35 @@ class Slots:
     party_size: int | None = None
     notes: str | None = None
     answer: str | None = None  # "yes" / "no" said in the latest turn only
+    # Spoken calls: the name and number were heard, not typed, so the host reads them back and
+    # books only after a "yes" (``confirmed``); ``corrected``: the turn changed one of them.
+    spoken: bool = False
+    confirmed: bool = False
+    corrected: bool = False
 
     def absorb(self, parsed: Parsed) -> None:
         # A booking still being made is amended, not "changed" ("make it 6 people").
         amending = self.intent == "book" and parsed.intent == "change"
-        for field in fields(self):
+        before = (self.name, self.phone)
+        for field in fields(parsed):
             value = getattr(parsed, field.name)
             if value is not None and not (amending and field.name == "intent"):
                 setattr(self, field.name, value)
         self.answer = parsed.answer  # a yes counts for the question just asked, never later
+        self.corrected = (self.name, self.phone) != before
+        if self.corrected:
+            self.confirmed = False
 
     def forget_booking(self) -> None:
         """After a booking the caller is still the same person, but the next table is new."""
         self.intent = self.date = self.time = self.party_size = self.notes = None
+        self.confirmed = False
 
 
 @dataclass(frozen=True)
 class Say:
     text: str
+    listen: str = "general"  # what the caller is asked for: ``grammars.Listen``
 
 
 @dataclass(frozen=True)
@@ -113,8 +125,18 @@ def decide(slots: Slots, tools: Collection[str]) -> Say | Call:
     if intent is None:
         return Say(WHAT_TO_DO)
     missing = [slot for slot in REQUIRED[intent] if getattr(slots, slot) is None]
+    if missing and slots.spoken:  # heard, not typed: one question per answer the ear expects
+        first = [slot for slot in missing if slot not in readback.LISTEN_FOR] or missing[:1]
+        return Say(ask(intent, first), readback.LISTEN_FOR.get(first[0], "general"))
     if missing:
         return Say(ask(intent, missing))
+    if intent == "book" and slots.spoken and not slots.confirmed:
+        if slots.answer == "yes" and not slots.corrected:
+            slots.confirmed = True
+        elif slots.answer == "no" and not slots.corrected:
+            return Say(readback.WHAT_IS_RIGHT, "confirm")
+        else:
+            return Say(read_back_booking(slots), "confirm")
     if intent == "change" and all(getattr(slots, slot) is None for slot in CHANGES):
         return Say(WHAT_TO_CHANGE)
     if intent in ("change", "cancel") and slots.answer != "yes":
@@ -150,6 +172,15 @@ def read_back(intent: str, slots: Slots) -> str:
     if slots.notes:
         parts.append(f"with the note {slots.notes!r}")
     return f"To confirm: change the booking under {slots.name} {' '.join(parts)}. Shall I go ahead?"
+
+
+def read_back_booking(slots: Slots) -> str:
+    """A host's read-back of what it heard: the number digit by digit, the name spelled."""
+    table = f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
+    return (
+        f"To confirm: {table}, under {slots.name}, {readback.spell_name(slots.name or '')}, "
+        f"phone {readback.group_digits(slots.phone or '')}. Shall I book it?"
+    )
 
 
 def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:

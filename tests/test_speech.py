@@ -125,9 +125,9 @@ def heard(fixture: Any) -> str:
     asr_worker.init()
     if fixture.rate == 8_000:
         pcm, _ = fixtures.read(fixture.path)
-        words, _ = asr_worker.decode(g711.decode(g711.encode(pcm)), 8_000)
+        words, _, _ = asr_worker.decode(g711.decode(g711.encode(pcm)), 8_000)
     else:
-        words, _ = asr_worker.decode(fixtures.read_as(fixture, p.PCM16_RATE), p.PCM16_RATE)
+        words, _, _ = asr_worker.decode(fixtures.read_as(fixture, p.PCM16_RATE), p.PCM16_RATE)
     return normalise(words)
 
 
