@@ -16,7 +16,10 @@ from .intents import STOPWORDS, Parsed
 
 __all__ = ["answer_of"]
 
-_LEADS = frozenset({"it's", "that's", "spelled", "under", "yes", "no", "is", "it", "name", "my"})
+_LEADS = frozenset(
+    """it's that's spelled under yes no is it name my right correct please thank thanks you
+    sorry""".split()
+)
 
 
 def _name_words(text: str) -> list[str]:
@@ -32,6 +35,8 @@ def _name_words(text: str) -> list[str]:
 def answer_of(parsed: Parsed, text: str, heard_as: str, slots: Slots) -> Parsed:
     """``parsed`` with the name the question implies, when the parser found none."""
     if parsed.name is not None or parsed.phone is not None or heard_as == "general":
+        return parsed
+    if parsed.answer == "yes":  # "yes, that's right" confirms; it names nobody
         return parsed
     words = _name_words(text)
     if not words:

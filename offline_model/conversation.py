@@ -187,8 +187,9 @@ class Conversation(InputAudio):
 
         The words are parsed like a typed turn, so a spoken booking fills the same slots and
         leads to the same tool calls; words heard as the answer to the host's question
-        (``heard_as``: a name, a spelling) fill its slot even without "my name is". The transcription events are sent only when the session
-        asked for transcription (``audio.input.transcription``), as the API does.
+        (``heard_as``: a name, a spelling) fill its slot even without "my name is". The
+        transcription events are sent only when the session asked for transcription
+        (``audio.input.transcription``), as the API does.
         """
         self._transcribing.discard(item_id)
         item = self._items.get(item_id)

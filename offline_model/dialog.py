@@ -176,7 +176,9 @@ def read_back(intent: str, slots: Slots) -> str:
 
 def read_back_booking(slots: Slots) -> str:
     """A host's read-back of what it heard: the number digit by digit, the name spelled."""
-    table = f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
+    table = (
+        f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
+    )
     return (
         f"To confirm: {table}, under {slots.name}, {readback.spell_name(slots.name or '')}, "
         f"phone {readback.group_digits(slots.phone or '')}. Shall I book it?"

@@ -20,7 +20,7 @@ from enum import StrEnum
 from .names import FIRST_NAMES, SURNAMES
 from .vocabulary import DIGITS, LETTERS, MONTH_NAMES
 
-__all__ = ["Listen", "NATO", "OFF_SCRIPT", "corpus", "phone_jsgf", "spelled", "words"]
+__all__ = ["NATO", "OFF_SCRIPT", "Listen", "corpus", "phone_jsgf", "spelled", "words"]
 
 
 class Listen(StrEnum):

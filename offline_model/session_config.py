@@ -16,9 +16,7 @@ from .formats import AudioFormat, format_of
 __all__ = ["merged_session", "tool_names"]
 
 
-def merged_session(
-    session: dict[str, Any], patch: Any
-) -> tuple[dict[str, Any], list[AudioFormat]]:
+def merged_session(session: dict[str, Any], patch: Any) -> tuple[dict[str, Any], list[AudioFormat]]:
     """The session with ``patch`` applied, and its (input, output) audio formats."""
     if not isinstance(patch, dict):
         raise missing("session")
