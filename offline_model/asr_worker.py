@@ -9,8 +9,9 @@ cut from its bundled CMUdict, then keeps one decoder per input rate with every s
 
 ``decode`` listens for what the host asked: with the question's grammar and with the general
 model, keeping the general model's words when they show the caller answered something else
-(three words of ``grammars.OFF_SCRIPT``), when the answer's search heard nothing, or when a
-phone number came out too short to be one: then the dialog hears no number and asks again.
+(two words of ``grammars.OFF_SCRIPT``), when the answer's search heard nothing, or when a
+phone number came out shorter than a group of one (callers pause between groups, so a turn
+may hold half a number: ``conversation`` joins the halves).
 
 The en-US acoustic model is 16 kHz wideband (filters to 6.8 kHz). Page audio (24 kHz) goes in as
 is: the front end computes the same mel features from any rate given a large enough FFT. Phone
@@ -46,9 +47,9 @@ _WORD_INSERTION = 1e-3
 _GENERAL = "_default"  # pocketsphinx's name for the search built from ``lm``
 _EXTRA_WORDS = "z. Z EH D\n"  # "zed", as most of the world says the last letter
 _decoders: dict[int, Decoder] = {}
-# The general model hears a stray "book" or "monday" in digits now and then; three such words
-# are a caller who answered something else ("can I book for four on Monday instead?").
-_OFF_SCRIPT_WORDS = 3
+# The general model hears a stray "book" or "monday" in digits now and then; two such words
+# are a caller who answered something else ("a table for two tomorrow", "cancel my booking").
+_OFF_SCRIPT_WORDS = 2
 _DIGIT_WORDS = frozenset(vocabulary.DIGITS) | {"oh"}
 
 
@@ -141,8 +142,8 @@ def choose(listen: Listen, answer: str, general: str) -> Listen:
     """Whose words to keep: the question's grammar's (``answer``) or the general model's."""
     if not answer or sum(w in grammars.OFF_SCRIPT for w in general.split()) >= _OFF_SCRIPT_WORDS:
         return Listen.GENERAL
-    if listen is Listen.PHONE and sum(w in _DIGIT_WORDS for w in answer.split()) < 7:
-        return Listen.GENERAL  # too short for a phone number: heard badly, so ask again
+    if listen is Listen.PHONE and sum(w in _DIGIT_WORDS for w in answer.split()) < 3:
+        return Listen.GENERAL  # not even a group of a number: heard badly, so ask again
     return listen
 
 

@@ -13,6 +13,7 @@ VAD turns, recogniser jobs), ``items`` (conversation items); this module answers
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -30,7 +31,7 @@ from .errors import ClientError, missing
 from .events import Event
 from .formats import PCM, AudioFormat
 from .input_audio import InputAudio, Output, Transcribe
-from .intents import parse
+from .intents import Parsed, parse
 from .items import ITEM_RETRIEVE
 from .response import ResponseRun
 from .session_config import merged_session, tool_names
@@ -48,6 +49,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
+GO_ON = "Go on."
 NOT_HEARD = "Sorry, I didn't catch that. Could you say it again, or type it?"
 
 
@@ -91,6 +93,7 @@ class Conversation(InputAudio):
         self._deferred: dict[str, Any] | None = None  # a response waiting for their words
         self._heard: bool | None = None  # the last spoken turn: understood words, or not
         self._listen_for = "general"  # what the host's last question asked for
+        self._partial_phone = ""  # digits of a number whose rest is still to come
         self._speech_item_id: str | None = None
         self._vad = EnergyVad()
         self._configure_vad()
@@ -215,13 +218,30 @@ class Conversation(InputAudio):
                 out.append(events.transcription_completed(item_id, text))
         if text:
             self.slots.spoken = True
-            self.slots.absorb(answer_of(parse(text, self._today()), text, heard_as, self.slots))
+            parsed = self._phone_in_parts(parse(text, self._today()), text)
+            self.slots.absorb(answer_of(parsed, text, heard_as, self.slots))
             self._context_text_tokens += events.text_tokens(text)
         self._heard = bool(text)
         if not self._transcribing and self._deferred is not None and self.active is None:
             options, self._deferred = self._deferred, None
             out += self._start_response(options)
         return out
+
+    def _phone_in_parts(self, parsed: Parsed, text: str) -> Parsed:
+        """Callers pause between a number's groups, and a pause can end the turn: digits heard
+        after "what phone number?" wait for the rest (``GO_ON``) until there are eight."""
+        if self._listen_for != "phone" or parsed.phone is not None:
+            self._partial_phone = ""
+            return parsed
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if not digits or len(digits) >= 8:
+            self._partial_phone = ""
+            return parsed
+        self._partial_phone += digits
+        if len(self._partial_phone) < 8:
+            return parsed
+        phone, self._partial_phone = self._partial_phone, ""
+        return dataclasses.replace(parsed, phone=phone)
 
     def _respond(self, options: dict[str, Any]) -> list[Output]:
         """Start a response now, or once the recogniser has said what the caller said."""
@@ -287,6 +307,8 @@ class Conversation(InputAudio):
         first, self._has_responded = not self._has_responded, True
         if fresh_outputs:
             return Say(" ".join(dialog.answer(c, out, self.slots) for c, out in fresh_outputs))
+        if fresh_text and self._partial_phone:
+            return Say(GO_ON, "phone")
         if fresh_text:
             return dialog.decide(self.slots, tool_names(self.session, options))
         if fresh_audio:
