@@ -121,8 +121,7 @@ def score(sample: Sample, path: str) -> Score:
     rate = PATHS[path]
     pcm = synthesize(sample.text, sample.voice, sample.speed, rate)
     listen = "phone" if sample.kind == "number" else "name"
-    words, heard_as, cpu = asr_worker.decode(pcm, rate, listen)
-    general, _, _ = asr_worker.decode(pcm, rate, "general")
+    words, heard_as, general, cpu = asr_worker.decode_both(pcm, rate, listen)
     text = normalise(words)
     right = _got(sample, text, heard_as) == sample.expected
     general_right = _got(sample, normalise(general), "general") == sample.expected
