@@ -16,6 +16,10 @@ many callers can talk to one offline-model process at once.
    (`transcription.failed`). N is "served" when no turn is refused, p95 speech end → reply stays
    under `--reply-budget-s` (default 2 s), and p95 stop lateness under 100 ms. CPU of the model
    process and its recogniser workers is read with psutil over the window.
+
+With `--matrix`, only the accuracy matrix instead (`bench/speech_matrix.py`): random numbers
+and names said by espeak-ng in 6 voices × 3 speeds, page and phone path, written into
+`docs/offline-speech.md`.
 """
 
 from __future__ import annotations
