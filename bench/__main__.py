@@ -1,4 +1,4 @@
-"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records] [--calls 1,10] ...`.
+"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records|availability] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), phone (Twilio media streams against the browser
@@ -8,14 +8,25 @@ nothing doubled), sip (server CPU per call-second of SIP calls, control events o
 relayed calls at the same N), speech (the offline model's recognition per fixture, decoding CPU
 per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-seconds`,
 `--asr-workers`), records (server CPU per call-second at 100 calls with call records and metrics
-on, against off). `--calls`, `--seconds` and `--codec` shape the relay run; `--tool-calls` the
-tools run. Never part of `make test`; `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"`
-for a quick look.
+on, against off), availability (check_availability and a booking at 1 and 100 concurrent
+callers, `always` against `rules`). `--calls`, `--seconds` and `--codec` shape the relay run;
+`--tool-calls` the tools run. Never part of `make test`;
+`make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
 import argparse
 
-from bench import integrity, phone, records_bench, relay, sip, speech, store, tools_bench
+from bench import (
+    availability,
+    integrity,
+    phone,
+    records_bench,
+    relay,
+    sip,
+    speech,
+    store,
+    tools_bench,
+)
 
 
 def main() -> None:
@@ -34,6 +45,7 @@ def main() -> None:
             "sip",
             "speech",
             "records",
+            "availability",
         ],
     )
     relay.add_arguments(parser)
@@ -71,6 +83,8 @@ def main() -> None:
         )
     if args.suite in ("all", "records"):
         records_bench.run(100, args.seconds, 3)
+    if args.suite in ("all", "availability"):
+        availability.main()
 
 
 if __name__ == "__main__":

@@ -310,7 +310,8 @@ class Conversation(InputAudio):
         if fresh_text and self._partial_phone:
             return Say(GO_ON, "phone")
         if fresh_text:
-            return dialog.decide(self.slots, tool_names(self.session, options))
+            instructions = str(self.session.get("instructions") or "")
+            return dialog.decide(self.slots, tool_names(self.session, options), instructions)
         if fresh_audio:
             return Say(NOT_HEARD if heard is False else dialog.AUDIO_REPLY)
         return Say(dialog.GREETING if first else dialog.ANYTHING_ELSE)

@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from . import readback
+from .hours import open_answer
 from .intents import Parsed
 
 GREETING = "Hello! I can book a table, check availability or look up a reservation. How can I help?"
@@ -33,6 +34,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "cancel": ("name", "phone"),
     "transfer": (),
     "end": (),
+    "hours": (),  # answered from the instructions: no tool
 }
 TOOL_FOR = {
     "book": "make_reservation",
@@ -119,11 +121,16 @@ class Call:
     arguments: dict[str, Any]
 
 
-def decide(slots: Slots, tools: Collection[str]) -> Say | Call:
-    """The next step for a text turn: a question, a tool call, or (without the tool) words."""
+def decide(slots: Slots, tools: Collection[str], instructions: str = "") -> Say | Call:
+    """The next step for a text turn: a question, a tool call, or (without the tool) words.
+    "Are you open on Monday?" is answered from the hours the instructions state."""
     intent = slots.intent
     if intent is None:
         return Say(WHAT_TO_DO)
+    if intent == "hours":
+        slots.intent = None
+        said = speak_date(slots.date) if slots.date else None
+        return Say(open_answer(instructions, slots.date, said))
     missing = [slot for slot in REQUIRED[intent] if getattr(slots, slot) is None]
     if missing and slots.spoken:  # heard, not typed: one question per answer the ear expects
         first = [slot for slot in missing if slot not in readback.LISTEN_FOR] or missing[:1]
@@ -136,7 +143,9 @@ def decide(slots: Slots, tools: Collection[str]) -> Say | Call:
         elif slots.answer == "no" and not slots.corrected:
             return Say(readback.WHAT_IS_RIGHT, "confirm")
         else:
-            return Say(read_back_booking(slots), "confirm")
+            when = f"{speak_date(slots.date)} at {speak_time(slots.time)}"
+            said = readback.booking(slots.party_size, when, slots.name, slots.phone)
+            return Say(said, "confirm")
     if intent == "change" and all(getattr(slots, slot) is None for slot in CHANGES):
         return Say(WHAT_TO_CHANGE)
     if intent in ("change", "cancel") and slots.answer != "yes":
@@ -172,17 +181,6 @@ def read_back(intent: str, slots: Slots) -> str:
     if slots.notes:
         parts.append(f"with the note {slots.notes!r}")
     return f"To confirm: change the booking under {slots.name} {' '.join(parts)}. Shall I go ahead?"
-
-
-def read_back_booking(slots: Slots) -> str:
-    """A host's read-back of what it heard: the number digit by digit, the name spelled."""
-    table = (
-        f"a table for {slots.party_size} on {speak_date(slots.date)} at {speak_time(slots.time)}"
-    )
-    return (
-        f"To confirm: {table}, under {slots.name}, {readback.spell_name(slots.name or '')}, "
-        f"phone {readback.group_digits(slots.phone or '')}. Shall I book it?"
-    )
 
 
 def tool_arguments(tool: str, slots: Slots) -> dict[str, Any]:
@@ -231,6 +229,9 @@ def answer(call: Call, output: str, slots: Slots) -> str:
     data = _loads(output)
     if not isinstance(data, dict):
         return str(data) if data not in (None, "") else "Done."
+    if data.get("error") == "slot_unavailable":
+        slots.date = slots.time = None  # the caller picks another: the booking goes on
+        return _refused(data)
     if (problem := error_message(data)) is not None:
         return problem
     if call.name == "make_reservation":
@@ -305,10 +306,10 @@ def _when(details: dict[str, Any]) -> str:
 def _booked(arguments: dict[str, Any], data: dict[str, Any]) -> str:
     reservation = data.get("reservation")
     details = {**arguments, **(reservation if isinstance(reservation, dict) else {})}
-    sentence = (
-        f"You're booked, {details.get('name')}: a table for {details.get('party_size')} "
-        f"{_when(details)}."
-    )
+    table = f"a table for {details.get('party_size')} {_when(details)}"
+    sentence = f"You're booked, {details.get('name')}: {table}."
+    if data.get("status") == "requested":
+        sentence = f"I've sent your request for {table}: the restaurant will confirm it."
     if code := _confirmation(data):
         sentence += f" Your confirmation number is {spell(code)}."
     return sentence
@@ -319,15 +320,54 @@ def _availability(arguments: dict[str, Any], data: dict[str, Any], slots: Slots)
     if data.get("available"):
         slots.intent = "book"
         return f"Good news: {when} is available for {arguments.get('party_size')}. Shall I book it?"
+    if data.get("reason") == "party_too_large":
+        slots.intent = "book"
+        party = arguments.get("party_size")
+        return f"A party of {party} is a request the restaurant confirms. Shall I send it?"
     slots.time = None
-    alternatives = [
-        speak_time(a.get("time") if isinstance(a, dict) else a)
-        for key in ("alternatives", "alternative_times", "suggested_times")
-        for a in data.get(key) or []
-    ]
+    if data.get("reason") in REASONS:
+        slots.date = None
+        return _refused(data, when)
+    alternatives = _alternatives(data, arguments.get("date"))
     if alternatives:
         return f"Sorry, {when} is taken. I could offer {', '.join(alternatives[:3])}."
     return f"Sorry, {when} is not available. Would another time work?"
+
+
+# Why a time was refused, as the host says it (the server's `reason`s).
+REASONS = {
+    "closed": "we're closed that day",
+    "outside_hours": "we don't seat guests at that time",
+    "full": "we're fully booked then",
+    "too_soon": "that's too short notice",
+    "too_far": "we don't take bookings that far ahead yet",
+    "in_the_past": "that time has already passed",
+    "party_too_large": "a party that size needs the restaurant to confirm",
+}
+
+
+def _alternatives(data: dict[str, Any], asked_date: Any) -> list[str]:
+    """The offered times, with their day when it is not the day asked about."""
+    said = []
+    for key in ("alternatives", "alternative_times", "suggested_times"):
+        for offered in data.get(key) or []:
+            if not isinstance(offered, dict):
+                said.append(speak_time(offered))
+            elif offered.get("date") in (None, asked_date):
+                said.append(speak_time(offered.get("time")))
+            else:
+                said.append(f"{speak_date(offered['date'])} at {speak_time(offered.get('time'))}")
+    return said
+
+
+def _refused(data: dict[str, Any], when: str = "that time") -> str:
+    """A refusal by the restaurant's rules: why, and the alternatives it carries."""
+    why = REASONS.get(str(data.get("reason")), f"{when} is not available")
+    offered = _alternatives(data, None)
+    if not offered:
+        return f"Sorry, {why}. Would another day or time work?"
+    listed = offered[0] if len(offered) == 1 else ", ".join(offered[:-1]) + " or " + offered[-1]
+    return f"Sorry, {why}. I could offer {listed}. Which would you like?"
 
 
 def _found(arguments: dict[str, Any], data: dict[str, Any]) -> str:

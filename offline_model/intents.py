@@ -114,6 +114,11 @@ _TRANSFER = re.compile(
     re.I,
 )
 _GOODBYE = re.compile(r"\bgood\s*-?\s*bye\b|\bbye\b|\bthat['’]s\s+all\b|\bhang\s+up\b", re.I)
+_HOURS = re.compile(
+    r"\bare\s+you\s+open\b|\bopening\s+(?:hours|times)\b|\bwhen\s+(?:are|do)\s+you\s+open\b"
+    r"|\byour\s+hours\b|\bwhat\s+(?:are\s+)?(?:the\s+)?hours\b",
+    re.I,
+)
 _BOOK_WEAK = re.compile(r"\btables?\b|\breservation\b|\bbooking\b|\bparty\s+of\b", re.I)
 _CANCEL = re.compile(r"\bcancel(?:l?ing)?\b|\bcall\s+off\b", re.I)
 _CHANGE = re.compile(
@@ -330,6 +335,8 @@ def _intent(text: str) -> str | None:
         return "change"
     if _GOODBYE.search(text):
         return "end"
+    if _HOURS.search(text):
+        return "hours"
     if _LOOKUP_WEAK.search(text):
         return "lookup"
     if _AVAILABILITY.search(text):

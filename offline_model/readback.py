@@ -7,7 +7,7 @@ a name letter by letter ("L O V E L A C E"). Pure text; ``dialog`` decides when 
 
 from __future__ import annotations
 
-__all__ = ["LISTEN_FOR", "WHAT_IS_RIGHT", "group_digits", "spell_name"]
+__all__ = ["LISTEN_FOR", "WHAT_IS_RIGHT", "booking", "group_digits", "spell_name"]
 
 # The question for a slot → what the recogniser listens for next (``grammars.Listen`` values).
 LISTEN_FOR = {"name": "name", "phone": "phone"}
@@ -34,3 +34,12 @@ def group_digits(phone: str) -> str:
 def spell_name(name: str) -> str:
     """ "Ada Lovelace" → "A D A, L O V E L A C E"."""
     return ", ".join(" ".join(word.upper()) for word in name.split() if word)
+
+
+def booking(party_size: int | None, when: str, name: str | None, phone: str | None) -> str:
+    """ "To confirm: a table for 2 on …, under Ada Lovelace, A D A, L O V E L A C E, phone
+    9 8 2 0, 7 2 7 2. Shall I book it?" (``when`` as the dialog says dates and times)."""
+    return (
+        f"To confirm: a table for {party_size} on {when}, under {name}, "
+        f"{spell_name(name or '')}, phone {group_digits(phone or '')}. Shall I book it?"
+    )

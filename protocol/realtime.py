@@ -56,6 +56,7 @@ PLAYOUT_CLEARED = "output_audio_buffer.cleared"
 
 # --- our custom server -> page events (never sent to the model) -------------------------------
 RESERVATION_CONFIRMED = "reservation.confirmed"
+RESERVATION_REQUESTED = "reservation.requested"  # a party over the limit: staff will confirm
 RESERVATION_FOUND = "reservation.found"
 RESERVATION_NOT_FOUND = "reservation.not_found"
 RESERVATION_CHANGED = "reservation.changed"

@@ -27,6 +27,7 @@ from server.access.budget import Budget
 from server.book.database import open_database
 from server.book.live_feed import LiveFeed
 from server.book.reservations import DatabaseUnavailable
+from server.book.restaurant import ProfileCache
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
@@ -42,7 +43,7 @@ from server.transports.sip_call import SipCalls
 from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
-from server.web import api, staff_api
+from server.web import api, restaurant_api, staff_api
 from server.web.http_guard import HttpGuard
 from server.web.openapi import build_openapi
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
@@ -63,19 +64,30 @@ def create_app(settings: Settings | None = None) -> Starlette:
     switchboard = Switchboard(settings)
     admission = Admission(settings)
     metrics = Metrics(settings) if settings.metrics else None
+    profile_cache = ProfileCache(settings)  # the instructions' hours, read at each call's start
     realtime_endpoint = RealtimeEndpoint(
         switchboard,
         settings,
-        lambda: session_update(settings, registry.schemas(without=CALL_CONTROL)),
+        lambda: session_update(
+            settings, registry.schemas(without=CALL_CONTROL), profile=profile_cache.current
+        ),
         admission,
     )
     can_transfer = bool(settings.transfer_number and settings.twilio_auth_token)
     phone_tools = frozenset() if can_transfer else frozenset({"transfer_call"})
     twilio_stream = TwilioStreamEndpoint(
-        switchboard, settings, lambda: registry.schemas(without=phone_tools)
+        switchboard,
+        settings,
+        lambda: registry.schemas(without=phone_tools),
+        lambda: profile_cache.current,
     )
     sip_tools = frozenset() if settings.transfer_number else frozenset({"transfer_call"})
-    sip_calls = SipCalls(switchboard, settings, lambda: registry.schemas(without=sip_tools))
+    sip_calls = SipCalls(
+        switchboard,
+        settings,
+        lambda: registry.schemas(without=sip_tools),
+        lambda: profile_cache.current,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -88,6 +100,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             app.state.pool = database.pool
             await admission.start(database.pool)
             stack.push_async_callback(admission.close)
+            await profile_cache.start(database.pool)
+            stack.push_async_callback(profile_cache.close)
             live_feed = LiveFeed(database.dsn, database.pool, settings)
             await live_feed.start()
             stack.push_async_callback(live_feed.close)
@@ -139,6 +153,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
+            *restaurant_api.routes,
             *records_api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
@@ -165,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.admission = admission
     app.state.sip_calls = sip_calls
     app.state.metrics = metrics
+    app.state.profile_cache = profile_cache
     app.state.budget = None
     app.state.recorder = None
     return app

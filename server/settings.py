@@ -22,6 +22,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.lru_cache(maxsize=32)
+def known_timezone(value: str) -> str:
+    """An IANA timezone name, checked (also for the restaurant profile's timezone)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {value!r}") from exc
+    return value
+
+
 def _parse_origins(text: str) -> frozenset[str]:
     origins = set()
     for entry in text.split(","):
@@ -88,6 +97,9 @@ class Settings(BaseSettings):
     restaurant_name: str = "Luma Bistro"
     restaurant_timezone: str = "Asia/Singapore"
     default_region: str = "SG"
+    # TOML seeding the restaurant profile (hours, closures, tables...) when the database has none
+    restaurant_file: Path | None = None
+    restaurant_refresh_s: float = Field(10.0, gt=0)  # each process re-reads the profile this often
 
     # --- realtime model ---
     openai_api_key: SecretStr | None = None  # unset: the offline model runs inside the server
@@ -142,11 +154,7 @@ class Settings(BaseSettings):
     @field_validator("restaurant_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}") from exc
-        return value
+        return known_timezone(value)
 
     @field_validator("data_dir")
     @classmethod

@@ -1,5 +1,6 @@
-"""The model's booking tools, schemas beside their handlers: check_availability,
-make_reservation, lookup_reservation, change_reservation and cancel_reservation.
+"""The model's booking tools, schemas beside their handlers: make_reservation,
+lookup_reservation, change_reservation and cancel_reservation (check_availability and the words
+of a refusal are in `tools.availability`).
 
 They go through the same `server.models` rules and `server.reservations` SQL as the REST API, so
 a booking made by voice and one made over HTTP cannot disagree.
@@ -7,7 +8,6 @@ a booking made by voice and one made over HTTP cannot disagree.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from rapidfuzz import fuzz
@@ -20,23 +20,26 @@ from server.book.models import (
     normalize_phone,
     validate_change,
     validate_request,
-    validate_slot,
+)
+from tools.availability import (
+    CHECK_AVAILABILITY,
+    DATE,
+    PARTY,
+    TIME,
+    model_fields,
+    require,
+    slot_refused,
+    speak_date,
 )
 from tools.registry import Tool, ToolArgumentsInvalid, ToolContext, ToolResult, failure
 
 NAME_MATCH_THRESHOLD = 80  # out of 100; survives "Lovelase" for "Lovelace", not "Alan" for "Ada"
 
-_DATE = {"type": "string", "description": "Date as YYYY-MM-DD in the restaurant's timezone."}
-_TIME = {"type": "string", "description": "Time as HH:MM, 24-hour clock, e.g. 19:30."}
-_PARTY = {"type": "integer", "minimum": 1, "maximum": 20, "description": "Number of guests."}
 _PHONE = {
     "type": "string",
     "description": "The caller's phone number as they said it, digits with optional +country code.",
 }
 _NAME = {"type": "string", "description": "The name the booking is under."}
-
-# Argument names as the model sees them -> the reservation fields they fill.
-_FIELD_NAMES = {"reservation_date": "date", "reservation_time": "time", "other_info": "notes"}
 
 
 def spell(code: str) -> str:
@@ -44,53 +47,11 @@ def spell(code: str) -> str:
     return " ".join(code)
 
 
-def speak_date(day: dt.date) -> str:
-    """ "Tuesday 1 December": how a date is said, not written."""
-    return f"{day:%A} {day.day} {day:%B}"
-
-
-def _model_fields(fields: dict[str, str]) -> dict[str, str]:
-    """Name problems by the argument the model sent, not by our column names."""
-    return {_FIELD_NAMES.get(k, k): v for k, v in fields.items()}
-
-
-def _require(args: dict[str, Any], *names: str) -> None:
-    missing = {name: "is required" for name in names if args.get(name) in (None, "")}
-    if missing:
-        raise ToolArgumentsInvalid(missing)
-
-
-# --- check_availability -----------------------------------------------------------------------
-
-
-async def check_availability(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    """Always available, by the product owner's decision: validates the request and says yes.
-
-    A real seating model (covers per slot) would replace the body of this function only.
-    """
-    _require(args, "date", "time", "party_size")
-    unknown = set(args) - {"date", "time", "party_size"}
-    if unknown:
-        raise ToolArgumentsInvalid({k: "is not a known argument" for k in sorted(unknown)})
-    probe = {
-        "reservation_date": args["date"],
-        "reservation_time": args["time"],
-        "party_size": args["party_size"],
-    }
-    try:
-        validate_slot(probe, today=ctx.settings.today())
-    except RequestInvalid as exc:
-        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
-    slot = {"date": args["date"], "time": args["time"], "party_size": args["party_size"]}
-    output = {"ok": True, "available": True, **slot}
-    return ToolResult(output, p.custom_event(p.AVAILABILITY_CHECKED, available=True, **slot))
-
-
 # --- make_reservation -------------------------------------------------------------------------
 
 
 async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    _require(args, "name", "phone_number", "date", "time", "party_size")
+    require(args, "name", "phone_number", "date", "time", "party_size")
     notes = args.get("notes")
     if notes is not None and not isinstance(notes, str):
         raise ToolArgumentsInvalid({"notes": "must be text"})
@@ -109,9 +70,12 @@ async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult
     try:
         request = validate_request(body, region=ctx.settings.default_region, today=today)
     except RequestInvalid as exc:
-        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
+        raise ToolArgumentsInvalid(model_fields(exc.fields)) from None
 
-    result = await reservations.book(ctx.pool, request, today, ctx.origin)
+    try:
+        result = await reservations.book(ctx.pool, request, today, ctx.origin)
+    except reservations.SlotUnavailable as refused:
+        return slot_refused(refused)
     held = result.reservation
     if result.outcome == "conflict":
         return failure(
@@ -125,15 +89,21 @@ async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult
         )
     code = held.confirmation_number
     reservation = held.to_json()
+    requested = held.status == "requested"
     output = {
         "ok": True,
-        "status": "confirmed" if result.outcome == "created" else "already_booked",
+        "status": "already_booked" if result.outcome != "created" else held.status,
         "confirmation_number": code,
         "confirmation_number_spelled": spell(code),
         "reservation": reservation,
     }
+    if requested:
+        output["message"] = (
+            f"A party of {held.party_size} is a request, not yet a booking: the restaurant will "
+            "call back to confirm it. Give the caller the reference number."
+        )
     event = p.custom_event(
-        p.RESERVATION_CONFIRMED,
+        p.RESERVATION_REQUESTED if requested else p.RESERVATION_CONFIRMED,
         reservation=reservation,
         confirmation_number=code,
         repeated=result.outcome == "repeated",
@@ -155,7 +125,7 @@ def names_match(said: str, on_booking: str) -> bool:
 
 def _caller(args: dict[str, Any], ctx: ToolContext, allowed: set[str]) -> str:
     """Check the phone and name every guarded tool needs; returns the phone in E.164."""
-    _require(args, "phone_number", "name")
+    require(args, "phone_number", "name")
     unknown = set(args) - allowed
     if unknown:
         raise ToolArgumentsInvalid({k: "is not a known argument" for k in sorted(unknown)})
@@ -218,7 +188,7 @@ async def change_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
     try:
         changes = validate_change(body, today=ctx.settings.today())
     except RequestInvalid as exc:
-        raise ToolArgumentsInvalid(_model_fields(exc.fields)) from None
+        raise ToolArgumentsInvalid(model_fields(exc.fields)) from None
 
     def merged(before: reservations.Reservation) -> dict[str, Any]:
         """New notes join the booking's other details instead of replacing them."""
@@ -229,14 +199,17 @@ async def change_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
             other["notes"] = changes["other_info"]["notes"]
         return {**changes, "other_info": other}
 
-    result = await reservations.change(
-        ctx.pool,
-        phone,
-        merged,
-        ctx.settings.today(),
-        ctx.origin,
-        guard=lambda held: names_match(args["name"], held.name),
-    )
+    try:
+        result = await reservations.change(
+            ctx.pool,
+            phone,
+            merged,
+            ctx.settings.today(),
+            ctx.origin,
+            guard=lambda held: names_match(args["name"], held.name),
+        )
+    except reservations.SlotUnavailable as refused:
+        return slot_refused(refused)
     if result.reservation is None or result.before is None:
         return _not_found()
     after, before = result.reservation, result.before
@@ -288,17 +261,7 @@ async def cancel_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
 
 
 BOOKING_TOOLS = [
-    Tool(
-        "check_availability",
-        "Check whether a table is free for a date, time and party size.",
-        {
-            "type": "object",
-            "properties": {"date": _DATE, "time": _TIME, "party_size": _PARTY},
-            "required": ["date", "time", "party_size"],
-            "additionalProperties": False,
-        },
-        check_availability,
-    ),
+    CHECK_AVAILABILITY,
     Tool(
         "make_reservation",
         "Book a table once the caller has confirmed every detail. Returns a confirmation "
@@ -308,9 +271,9 @@ BOOKING_TOOLS = [
             "properties": {
                 "name": _NAME,
                 "phone_number": _PHONE,
-                "date": _DATE,
-                "time": _TIME,
-                "party_size": _PARTY,
+                "date": DATE,
+                "time": TIME,
+                "party_size": PARTY,
                 "notes": {
                     "type": "string",
                     "description": "Optional requests (allergies, seating).",
@@ -341,9 +304,9 @@ BOOKING_TOOLS = [
             "properties": {
                 "phone_number": _PHONE,
                 "name": _NAME,
-                "date": {**_DATE, "description": "The new date, if it changes (YYYY-MM-DD)."},
-                "time": {**_TIME, "description": "The new time, if it changes (HH:MM, 24-hour)."},
-                "party_size": {**_PARTY, "description": "The new number of guests, if it changes."},
+                "date": {**DATE, "description": "The new date, if it changes (YYYY-MM-DD)."},
+                "time": {**TIME, "description": "The new time, if it changes (HH:MM, 24-hour)."},
+                "party_size": {**PARTY, "description": "The new number of guests, if it changes."},
                 "notes": {
                     "type": "string",
                     "description": "New special requests (replacing the old); empty clears them.",

@@ -4,7 +4,8 @@ The relay's `session.update` (page, SDK, Twilio) and the SIP `accept` take their
 `session_config`. Today's date and weekday are written into the instructions, in the restaurant's
 timezone, so the model can turn "tomorrow" or "next Friday" into a date without asking. On a
 phone line the host also knows the caller's number (from caller ID) and that digits typed on the
-keypad arrive as text.
+keypad arrive as text. With `availability: rules` the restaurant's profile (cached per process,
+`ProfileCache`) adds the opening hours, the closures and whether it is open today.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime as dt
 from typing import Any
 
 from protocol import realtime as p
+from server.book.restaurant import WEEKDAYS, RestaurantProfile
 from server.settings import Settings
 
 TRANSCRIPTION_MODEL = "gpt-4o-mini-transcribe"
@@ -39,6 +41,50 @@ Bookings:
 - If a tool answers with ok false, tell the caller its message in your own words and offer what
   they can do next. Never invent a confirmation number or a booking.
 - Each phone number may hold one upcoming reservation."""
+
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+CLOSURES_SHOWN = 10  # the next ones; a long list would crowd out the rest of the instructions
+
+
+def _windows(windows: list[tuple[dt.time, dt.time]]) -> str:
+    return ", ".join(f"{start:%H:%M}-{end:%H:%M}" for start, end in windows) or "closed"
+
+
+def hours_instructions(profile: RestaurantProfile, now: dt.datetime) -> str:
+    """The rules a caller may be told, in lines the offline model also reads back: one per
+    weekday, one per upcoming closure, and whether the restaurant is open today."""
+    local = now.astimezone(profile.zone)
+    today = local.date()
+    week = "\n".join(
+        f"- {name}: {_windows(profile.hours[key])}"
+        for name, key in zip(DAY_NAMES, WEEKDAYS, strict=True)
+    )
+    upcoming = [c for c in profile.closures if c.end >= today][:CLOSURES_SHOWN]
+    closures = "".join(
+        f"\nClosed all day: {c.start.isoformat()} to {c.end.isoformat()}"
+        + (f" ({c.reason})" if c.reason else "")
+        for c in upcoming
+    )
+    closure = profile.closure(today)
+    if closure is not None:
+        status = f"closed today ({closure.reason or 'closure'})"
+    elif profile.windows(today):
+        status = f"open today: arrivals {_windows(profile.windows(today))}"
+    else:
+        status = "closed today"
+    return f"""
+
+Opening hours (the times a party may arrive, {profile.timezone}):
+{week}{closures}
+Today is {today.isoformat()} and the restaurant is {status}.
+- Before offering a time, call check_availability. If it answers available false, tell the
+  caller why in plain words (closed that day, outside the hours, fully booked...) and offer its
+  alternatives; never book a time it refused.
+- If make_reservation or change_reservation refuses a time, say why and offer the alternatives
+  it gives.
+- Parties of more than {profile.max_party_size} are requests that the staff confirm: book them
+  with make_reservation and tell the caller the restaurant will confirm."""
 
 
 def phone_instructions(caller: str | None) -> str:
@@ -68,6 +114,7 @@ def session_config(
     caller: str | None = None,
     audio_format: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
+    profile: RestaurantProfile | None = None,
 ) -> dict[str, Any]:
     """The `session` object: instructions, voice, turn detection, transcription, tools.
 
@@ -75,7 +122,10 @@ def session_config(
     side's); otherwise it applies to input and output alike.
     """
     now = now or dt.datetime.now(settings.timezone)
-    instructions = host_instructions(settings.restaurant_name, now)
+    name = profile.name if profile is not None else settings.restaurant_name
+    instructions = host_instructions(name, now)
+    if profile is not None and profile.rules:
+        instructions += hours_instructions(profile, now)
     if phone:
         instructions += phone_instructions(caller)
     audio_in: dict[str, Any] = {
@@ -114,12 +164,19 @@ def session_update(
     phone: bool = False,
     caller: str | None = None,
     audio_format: dict[str, Any] | None = PCM16,
+    profile: RestaurantProfile | None = None,
 ) -> dict[str, Any]:
     """The server's `session.update` event for a relayed call."""
     return {
         "type": p.SESSION_UPDATE,
         "event_id": p.event_id("relay"),
         "session": session_config(
-            settings, tools, phone=phone, caller=caller, audio_format=audio_format, now=now
+            settings,
+            tools,
+            phone=phone,
+            caller=caller,
+            audio_format=audio_format,
+            now=now,
+            profile=profile,
         ),
     }

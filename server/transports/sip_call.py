@@ -240,10 +240,12 @@ class SipCalls:
         board: Switchboard,
         settings: Settings,
         tools: Callable[[], list[dict[str, Any]]],
+        profile: Callable[[], Any] = lambda: None,
     ):
         self.board = board
         self.settings = settings
         self.tools = tools  # () -> the tools of a phone call's session
+        self.profile = profile  # () -> the restaurant's profile for the instructions, or None
         self.tasks: set[asyncio.Task[None]] = set()
         self.lines: set[SipLine] = set()
         self.closing = False
@@ -265,7 +267,12 @@ class SipCalls:
             sid=self.board.new_sid(),
             channel="sip",
             session_update=session_update(
-                self.settings, self.tools(), phone=True, caller=incoming.caller, audio_format=None
+                self.settings,
+                self.tools(),
+                phone=True,
+                caller=incoming.caller,
+                audio_format=None,
+                profile=self.profile(),
             ),
             connect_model=line.connect,
             caller=incoming.caller,

@@ -167,10 +167,13 @@ class TwilioStream:
 class TwilioStreamEndpoint:
     """The ASGI app of `/twilio/media-stream`."""
 
-    def __init__(self, board: Switchboard, settings: Settings, tools: Any):
+    def __init__(
+        self, board: Switchboard, settings: Settings, tools: Any, profile: Any = lambda: None
+    ):
         self.board = board
         self.settings = settings
         self.tools = tools  # (caller) -> the tools list of a phone call's session
+        self.profile = profile  # () -> the restaurant's profile for the instructions, or None
         token = settings.twilio_auth_token
         self.auth_token = token.get_secret_value() if token else None
         self.rest = TwilioRest(settings)
@@ -208,7 +211,12 @@ class TwilioStreamEndpoint:
             sid=self.board.new_sid(),
             channel="phone",
             session_update=session_update(
-                self.settings, self.tools(), phone=True, caller=caller, audio_format=PCMU
+                self.settings,
+                self.tools(),
+                phone=True,
+                caller=caller,
+                audio_format=PCMU,
+                profile=self.profile(),
             ),
             connect_model=self.board.connect_model,
             caller=caller,

@@ -15,8 +15,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.access import credentials
+from server.access.staff_auth import staff_refusal
 from server.book import reservations
+from server.book.etag import etag_of
 from server.book.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
+from server.book.reservations import REST, Origin, SlotUnavailable
 from server.settings import Settings
 
 MAX_BODY_BYTES = 16 * 1024
@@ -76,7 +79,7 @@ async def read_json(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
         raise ApiError(400, "invalid_json", "request body must be valid JSON") from None
 
 
-def _settings(request: Request) -> Settings:
+def caller_settings(request: Request) -> Settings:
     """The app's settings, once the caller has shown the access token (when one is set)."""
     settings: Settings = request.app.state.settings
     if not credentials.token_ok(credentials.bearer(request.headers), settings):
@@ -84,14 +87,53 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
+def _booker(request: Request) -> tuple[Settings, bool]:
+    """The settings, and whether staff book (`X-Source: staff` passing the staff rule, who need
+    no access token); anyone else needs the access token, as before."""
+    settings: Settings = request.app.state.settings
+    if request.headers.get("x-source", "").strip().lower() == "staff":
+        host = request.client.host if request.client else None
+        if staff_refusal(request.headers, host, settings) is None:
+            return settings, True
+    return caller_settings(request), False
+
+
+def _override(body: Any, staff: bool) -> bool:
+    """`"override": true` books past the availability rules: staff bookings only."""
+    override = body.pop("override", False) if isinstance(body, dict) else False
+    if not isinstance(override, bool):
+        fields = {"override": "must be true or false"}
+        raise ApiError(422, "validation_failed", "some fields are invalid", fields)
+    if override and not staff:
+        message = "override is for staff bookings: X-Source: staff with the staff credentials"
+        raise ApiError(403, "override_forbidden", message, {"override": message})
+    return override
+
+
+def slot_unavailable(refused: SlotUnavailable) -> JSONResponse:
+    """409 for a booking the availability rules refuse: why, and the nearest times that would do
+    (inside `error` as every refusal, and beside it for clients that read them there)."""
+    decision = refused.decision.to_json()
+    message = f"that time cannot be booked: {refused.decision.reason}"
+    error = {"code": "slot_unavailable", "message": message, "fields": {}, **decision}
+    del error["available"]
+    body = {"error": error, "reason": error["reason"], "alternatives": error["alternatives"]}
+    return JSONResponse(body, status_code=409)
+
+
 async def create_reservation(request: Request) -> Response:
-    settings = _settings(request)
+    settings, staff = _booker(request)
     body = await read_json(request)
+    override = _override(body, staff)
+    origin = Origin("staff", override=override) if staff else REST
     try:
         booking = validate_request(body, region=settings.default_region, today=settings.today())
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
-    result = await reservations.book(request.app.state.pool, booking, settings.today())
+    try:
+        result = await reservations.book(request.app.state.pool, booking, settings.today(), origin)
+    except SlotUnavailable as refused:
+        return slot_unavailable(refused)
     held = result.reservation
     if result.outcome == "conflict":
         raise ApiError(
@@ -117,12 +159,13 @@ def path_phone(request: Request, settings: Settings) -> str:
 
 
 async def get_reservation(request: Request) -> Response:
-    settings = _settings(request)
+    settings = caller_settings(request)
     phone = path_phone(request, settings)
     found = await reservations.find(request.app.state.pool, phone)
     if found is None:
         raise ApiError(404, "reservation_not_found", f"no reservation for {phone}")
-    return JSONResponse(found.to_json())
+    booking = found.to_json()
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 async def health(request: Request) -> Response:

@@ -145,6 +145,14 @@ def _staff_paths() -> dict[str, Any]:
         "schema": {"enum": ["rest", "staff"]},
         "description": "recorded in the history (the staff page sends staff)",
     }
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "the booking's ETag as read (list items' etag, GET's ETag header): a "
+        "booking changed since answers 412 booking_changed with error.current",
+    }
+    stale = _json("Error", "If-Match is stale: error.current is the booking as it is now")
     return {
         "list": {
             "summary": "The book: bookings by date and time, keyset-paginated." + _STAFF_NOTE,
@@ -173,10 +181,11 @@ def _staff_paths() -> dict[str, Any]:
             "summary": "Change the phone's upcoming booking (same confirmation number)."
             + _STAFF_NOTE,
             "security": _STAFF,
-            "parameters": [*phone, source],
+            "parameters": [*phone, source, if_match],
             "requestBody": {"required": True, **_json(_CHANGE, "the fields to change")},
             "responses": {
                 "200": _json("Reservation", "the changed booking"),
+                "412": stale,
                 "400": _json("Error", "body is not JSON"),
                 "404": _json("Error", "no upcoming booking"),
                 "413": _json("Error", "body over 16 KB"),
@@ -187,9 +196,10 @@ def _staff_paths() -> dict[str, Any]:
         "delete": {
             "summary": "Cancel the phone's upcoming booking." + _STAFF_NOTE,
             "security": _STAFF,
-            "parameters": [*phone, source],
+            "parameters": [*phone, source, if_match],
             "responses": {
                 "200": _json("Reservation", "the cancelled booking (status cancelled)"),
+                "412": stale,
                 "404": _json("Error", "no upcoming booking"),
                 "422": _json("Error", "not a valid phone number"),
                 **_staff_errors(),

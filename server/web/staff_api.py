@@ -1,5 +1,11 @@
 """The staff's REST: the book (list), a booking's history, change, cancel, and the live feed.
 
+Staff confirm a request with `PATCH {"status": "confirmed"}` and decline it with `DELETE`.
+Bookings carry an ETag (the `ETag` header of a change or cancellation, `"etag"` in list items
+and in the feed's `before`/`after`); `PATCH` and `DELETE` honour `If-Match`, checked on the
+locked row inside the writing transaction: a stale tag is 412 `booking_changed` with the
+current booking, so a second staff member's save never silently overwrites the first's.
+
 Every handler starts with `require_staff(request)` (the rule of `server.staff_auth`). Changes
 here are recorded with source `rest`, or `staff` when the request says `X-Source: staff` (the
 staff page does). The live feed is server-sent events (`GET /api/reservations/events`): one
@@ -20,15 +26,21 @@ from starlette.routing import Route
 
 from server.access.staff_auth import staff_refusal
 from server.book import reservations
+from server.book.etag import etag_of, with_etag
 from server.book.live_feed import LiveFeed, Subscription
 from server.book.models import RequestInvalid, parse_iso_date, validate_change
 from server.book.reservations import HistoryEntry, Origin
 from server.settings import Settings
-from server.web.api import ApiError, JSONResponse, path_phone, read_json
+from server.web.api import ApiError, JSONResponse, path_phone, read_json, slot_unavailable
 
 LIST_LIMIT_DEFAULT = 50
 LIST_LIMIT_MAX = 200
-STATUSES = {"confirmed": "confirmed", "cancelled": "cancelled", "all": None}
+STATUSES = {
+    "confirmed": "confirmed",
+    "requested": "requested",
+    "cancelled": "cancelled",
+    "all": None,
+}
 SOURCES = ("rest", "staff")
 FEED_PAGE = 500  # history rows read per query when a client resumes
 
@@ -70,7 +82,7 @@ async def list_reservations(request: Request) -> Response:
             fields["date"] = str(exc)
     status = query.get("status", "confirmed")
     if status not in STATUSES:
-        fields["status"] = "must be confirmed, cancelled or all"
+        fields["status"] = "must be confirmed, requested, cancelled or all"
     limit = LIST_LIMIT_DEFAULT
     raw_limit = query.get("limit")
     if raw_limit is not None:
@@ -93,7 +105,8 @@ async def list_reservations(request: Request) -> Response:
         )
     except reservations.InvalidCursor as exc:
         raise ApiError(422, "invalid_cursor", str(exc), {"cursor": str(exc)}) from None
-    return JSONResponse({"items": [item.to_json() for item in items], "next_cursor": next_cursor})
+    listed = [with_etag(item.to_json()) for item in items]
+    return JSONResponse({"items": listed, "next_cursor": next_cursor})
 
 
 async def reservation_history(request: Request) -> Response:
@@ -111,26 +124,71 @@ async def change_reservation(request: Request) -> Response:
     phone = path_phone(request, settings)
     origin = _origin(request)
     body = await read_json(request)
+    if isinstance(body, dict) and "status" in body:
+        return await _confirm_request(request, settings, phone, origin, body)
     try:
         changes = validate_change(body, today=settings.today())
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
-    result = await reservations.change(
-        request.app.state.pool, phone, changes, settings.today(), origin
+    try:
+        result = await reservations.change(
+            request.app.state.pool,
+            phone,
+            changes,
+            settings.today(),
+            origin,
+            if_match=request.headers.get("if-match"),
+        )
+    except reservations.SlotUnavailable as refused:
+        return slot_unavailable(refused)
+    return _written(result, phone)
+
+
+async def _confirm_request(
+    request: Request, settings: Settings, phone: str, origin: Origin, body: dict[str, Any]
+) -> Response:
+    """`{"status": "confirmed"}`: staff accept a request (a party over the size limit)."""
+    if body != {"status": "confirmed"}:
+        fields = {"status": 'send {"status": "confirmed"} alone to confirm a request'}
+        raise ApiError(422, "validation_failed", "some fields are invalid", fields)
+    result = await reservations.confirm(
+        request.app.state.pool,
+        phone,
+        settings.today(),
+        origin,
+        if_match=request.headers.get("if-match"),
     )
-    if result.reservation is None:
-        raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
-    return JSONResponse(result.reservation.to_json())
+    return _written(result, phone)
 
 
 async def cancel_reservation(request: Request) -> Response:
     settings = require_staff(request)
     phone = path_phone(request, settings)
     origin = _origin(request)
-    result = await reservations.cancel(request.app.state.pool, phone, settings.today(), origin)
+    result = await reservations.cancel(
+        request.app.state.pool,
+        phone,
+        settings.today(),
+        origin,
+        if_match=request.headers.get("if-match"),
+    )
+    return _written(result, phone)
+
+
+def _written(result: reservations.ChangeResult, phone: str) -> Response:
+    """The booking after a change or cancellation, with its new ETag; 412 when If-Match was
+    stale (with the current booking, for the page to show), 404 when there is none."""
     if result.reservation is None:
         raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
-    return JSONResponse(result.reservation.to_json())
+    booking = result.reservation.to_json()
+    if result.outcome == "stale":
+        raise ApiError(
+            412,
+            "booking_changed",
+            "the booking was changed since it was read; here it is as it is now",
+            current=with_etag(booking),
+        )
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 # --- the live feed ---------------------------------------------------------------------------
@@ -141,7 +199,12 @@ def _event(kind: str, seq: int, data: Any) -> bytes:
 
 
 def _change_event(entry: HistoryEntry) -> bytes:
-    return _event("change", entry.seq, entry.to_json())
+    """A history row, each side with its ETag: an open page keeps editing the current version."""
+    data = entry.to_json()
+    for side in ("before", "after"):
+        if data[side] is not None:
+            data[side] = with_etag(data[side])
+    return _event("change", entry.seq, data)
 
 
 async def reservation_events(request: Request) -> Response:
@@ -174,7 +237,12 @@ async def reservation_events(request: Request) -> Response:
         feed.unsubscribe(subscription)
         raise
     today = settings.today().isoformat()
-    first = _event("ready", sent, {"resumed": resume_from is not None, "today": today})
+    ready = {
+        "resumed": resume_from is not None,
+        "today": today,
+        "timezone": settings.restaurant_timezone,  # the page shows times in it
+    }
+    first = _event("ready", sent, ready)
     stream = _stream(request, settings, subscription, first, backlog, sent)
     return StreamingResponse(
         stream,

@@ -70,6 +70,9 @@ function onServerEvent(event) {
     case "reservation.confirmed":
       reservation.show("confirmed", event);
       break;
+    case "reservation.requested":
+      reservation.show("requested", event);
+      break;
     case "reservation.found":
       reservation.show("found", event);
       break;

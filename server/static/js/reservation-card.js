@@ -8,6 +8,7 @@ const FAILURE_TITLES = {
   invalid_arguments: "Some details need another look",
   timeout: "The booking system is slow to answer",
   database_unavailable: "The booking system is unavailable",
+  slot_unavailable: "That time cannot be booked",
 };
 
 export class ReservationPanel {
@@ -19,7 +20,8 @@ export class ReservationPanel {
     this.empty = this.$("reservation-empty");
   }
 
-  /** reservation.confirmed / .found / .changed / .cancelled: the card shows the booking now. */
+  /** reservation.confirmed / .requested / .found / .changed / .cancelled: the card shows the
+   * booking (or the request for a large party) now. */
   show(kind, event) {
     const reservation = event.reservation ?? {};
     const code = event.confirmation_number ?? reservation.confirmation_number ?? "";
@@ -28,6 +30,7 @@ export class ReservationPanel {
       found: "We found your reservation",
       changed: event.changed === false ? "Your booking already says that" : "Booking changed",
       cancelled: "Booking cancelled",
+      requested: "Request sent — the restaurant will confirm",
     };
     this.card.dataset.kind = kind;
     this.card.dataset.status = reservation.status ?? "confirmed";
