@@ -3,9 +3,10 @@
 PocketSphinx's ``process_raw`` holds the GIL for the whole utterance (measured: a thread decoding
 1.5 s of speech left the event loop's thread a 205 ms gap), so decoding runs in worker processes
 (``speech.Recognizer``); this module is what they import. ``init`` builds, once per process, the
-domain trigram model from ``vocabulary.corpus()`` with pocketsphinx's own ARPA builder, the
-grammars of ``grammars.Listen`` (digits, letters, names, the read-back's answers) and a dictionary
-cut from its bundled CMUdict, then keeps one decoder per input rate with every search in it.
+domain trigram model from ``vocabulary.corpus()`` with pocketsphinx's own ARPA builder and a
+dictionary cut from its bundled CMUdict, then keeps one decoder per input rate; the searches of
+``grammars.Listen`` (the digits grammar; the names, spelling and read-back models, built the
+same way) are added to it, the models on the first question that needs each (0.2 s at most).
 
 ``decode`` listens for what the host asked: with the question's grammar and with the general
 model, keeping the general model's words when they show the caller answered something else
@@ -74,17 +75,16 @@ def _dictionary(words: set[str]) -> str:
     return "".join(lines) + _EXTRA_WORDS.replace("z. ", "z.(9) ")
 
 
-_files: dict[str, str] = {}  # the models' and dictionary's text, built once per process
+_files: dict[str, str] = {}  # the general model's and dictionary's text, built once per process
+_searches: dict[int, set[str]] = {}  # per decoder, the answer models added to it so far
 
 
 def init() -> None:
-    """Build the models and the page's decoder (the worker pool's initializer; also safe to
-    call again). The 16 kHz decoder (the phone's) is built on its first utterance."""
+    """Build the general model and the page's decoder (the worker pool's initializer; also safe
+    to call again). The 16 kHz decoder (the phone's) is built on its first utterance, and each
+    answer model (names, spelling, the read-back) on the first question that needs it."""
     if not _files:
         _files["general"] = _language_model(vocabulary.corpus())
-        for listen in (Listen.NAME, Listen.SPELLING, Listen.CONFIRM):
-            # Half the mass for unseen pairs: any first name goes with any surname.
-            _files[listen.value] = _language_model(grammars.corpus(listen), 0.5)
         _files["dict"] = _dictionary(vocabulary.words() | grammars.words())
     _decoder(24_000)
 
@@ -96,21 +96,29 @@ def _decoder(rate: int) -> Decoder:
     if front_end is None:
         raise ValueError(f"no decoder for {rate} Hz")
     with tempfile.TemporaryDirectory(prefix="offline-asr-") as folder:
-        paths = {name: Path(folder, name) for name in _files}
-        for name, path in paths.items():
-            path.write_text(_files[name], encoding="utf-8")
+        lm, dic = Path(folder, "general.lm"), Path(folder, "booking.dict")
+        lm.write_text(_files["general"], encoding="utf-8")
+        dic.write_text(_files["dict"], encoding="utf-8")
         decoder = Decoder(
-            lm=str(paths["general"]),
-            dict=str(paths["dict"]),
-            loglevel="FATAL",
-            wip=_WORD_INSERTION,
-            **front_end,
+            lm=str(lm), dict=str(dic), loglevel="FATAL", wip=_WORD_INSERTION, **front_end
         )
-        decoder.add_jsgf_string(Listen.PHONE.value, grammars.phone_jsgf())
-        for listen in (Listen.NAME, Listen.SPELLING, Listen.CONFIRM):
-            decoder.add_lm_file(listen.value, str(paths[listen.value]))
-    _decoders[rate] = decoder
+    decoder.add_jsgf_string(Listen.PHONE.value, grammars.phone_jsgf())
+    _decoders[rate], _searches[rate] = decoder, {Listen.PHONE.value}
     return decoder
+
+
+def _search(rate: int, listen: Listen) -> str:
+    """The name of ``listen``'s search in the decoder for ``rate``, added on first use."""
+    if listen.value not in _searches[rate]:
+        if listen.value not in _files:
+            # Half the mass for unseen pairs: any first name goes with any surname.
+            _files[listen.value] = _language_model(grammars.corpus(listen), 0.5)
+        with tempfile.TemporaryDirectory(prefix="offline-asr-") as folder:
+            path = Path(folder, f"{listen.value}.lm")
+            path.write_text(_files[listen.value], encoding="utf-8")
+            _decoders[rate].add_lm_file(listen.value, str(path))
+        _searches[rate].add(listen.value)
+    return listen.value
 
 
 def upsample2(pcm: bytes) -> bytes:
@@ -165,7 +173,7 @@ def decode_both(pcm: bytes, rate: int, listen: str) -> tuple[str, str, str, floa
     general = _run(decoder, _GENERAL, pcm)
     used, words = Listen.GENERAL, general
     if wanted is not Listen.GENERAL:
-        answer = _run(decoder, wanted.value, pcm)
+        answer = _run(decoder, _search(rate, wanted), pcm)
         used = choose(wanted, answer, general)
         words = answer if used is wanted else general
     return words, used.value, general, time.process_time() - started
