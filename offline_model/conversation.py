@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 TRANSCRIPTION_FAILED = "conversation.item.input_audio_transcription.failed"
 GO_ON = "Go on."
+SPELL_IT = "Sorry, I didn't get the name. Could you spell it for me?"
 NOT_HEARD = "Sorry, I didn't catch that. Could you say it again, or type it?"
 
 
@@ -309,6 +310,8 @@ class Conversation(InputAudio):
             return Say(" ".join(dialog.answer(c, out, self.slots) for c, out in fresh_outputs))
         if fresh_text and self._partial_phone:
             return Say(GO_ON, "phone")
+        if fresh_text and self._listen_for == "name" and self.slots.name is None:
+            return Say(SPELL_IT, "spelling")  # asked for a name, heard none: letters next
         if fresh_text:
             instructions = str(self.session.get("instructions") or "")
             return dialog.decide(self.slots, tool_names(self.session, options), instructions)

@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from offline_model import OfflineModel, accuracy, start
-from offline_model.conversation import GO_ON
+from offline_model.conversation import GO_ON, SPELL_IT
 from offline_model.readback import group_digits, spell_name
 from protocol import realtime as p
 
@@ -80,6 +80,8 @@ def reply_to(question: str) -> str:
         return f"No, my name is {NAME}."
     if question == GO_ON:  # the host heard part of the number: say it again, whole
         return SAY_DIGITS
+    if question == SPELL_IT:
+        return " ".join(NAME.split()[-1].upper()) + "."
     if question.startswith("Sorry about that"):
         return f"It's {SAY_DIGITS}"
     if "name" in question:

@@ -7,17 +7,22 @@ when it falls back to the general model, and the spoken booking's read-back with
 
 from __future__ import annotations
 
+import base64
 from datetime import date
 
 import pytest
 
 from offline_model import asr_worker, grammars, names
 from offline_model.answers import answer_of
+from offline_model.conversation import SPELL_IT, Conversation, Transcribe
 from offline_model.dialog import Call, Say, Slots, decide
 from offline_model.grammars import Listen
 from offline_model.intents import parse
 from offline_model.readback import WHAT_IS_RIGHT, group_digits, spell_name
+from offline_model.response import ResponseRun
+from offline_model.stats import Stats
 from offline_model.transcript import normalise
+from protocol import realtime as p
 
 TODAY = date(2026, 6, 10)
 TOOLS = {"make_reservation"}
@@ -124,3 +129,31 @@ def test_typed_bookings_are_not_read_back() -> None:
     slots.absorb(parse("book a table for 4 tomorrow at 7 pm, my name is Ada Lovelace", TODAY))
     slots.absorb(parse("phone 98207272", TODAY))
     assert isinstance(decide(slots, TOOLS), Call)
+
+
+def test_a_name_not_heard_is_asked_for_letter_by_letter() -> None:
+    talk = Conversation(model="gpt-realtime", stats=Stats(), today=lambda: TODAY, listen=True)
+    talk.handle({"type": p.SESSION_UPDATE, "session": {"type": "realtime", "tools": []}})
+    silence = base64.b64encode(bytes(9600)).decode()  # 200 ms of PCM16 at 24 kHz
+
+    def turn(words: str, heard_as: str) -> tuple[str, Say]:
+        """One committed utterance heard as ``words``: what it was listened for, the reply."""
+        talk.handle({"type": p.INPUT_AUDIO_APPEND, "audio": silence})
+        job = next(
+            o for o in talk.handle({"type": p.INPUT_AUDIO_COMMIT}) if isinstance(o, Transcribe)
+        )
+        talk.handle({"type": p.RESPONSE_CREATE})  # waits for the words
+        run = next(
+            o for o in talk.transcribed(job.item_id, words, heard_as) if isinstance(o, ResponseRun)
+        )
+        list(run.steps())
+        assert isinstance(run.plan, Say)
+        return job.listen, run.plan
+
+    assert turn("book a table for 4 tomorrow at 7 pm", "general") == (
+        "general",
+        Say("What name should I put the booking under?", "name"),
+    )
+    assert turn("the", "general") == ("name", Say(SPELL_IT, "spelling"))
+    assert turn("Whitfield", "spelling") == ("spelling", Say("What phone number?", "phone"))
+    assert talk.slots.name == "Whitfield"
