@@ -79,6 +79,7 @@ def main() -> None:
             args.speech_repeat,
             args.asr_workers,
             args.reply_budget_s,
+            args,
         )
     if args.suite in ("all", "records"):
         records_bench.run(100, args.seconds, 3)
