@@ -237,6 +237,35 @@ async def test_audio_is_carried_byte_for_byte_both_ways_with_a_mark_after_each_c
             assert mark["event"] == "mark" and mark["streamSid"] == twilio.stream_sid
 
 
+async def test_model_audio_reaches_the_caller_whatever_its_key_order_and_spacing(
+    phone_server, scripted
+):
+    """The same delta, written as the fast path expects and otherwise: all of it is played."""
+    async with twilio_stream(phone_server.ws_url) as twilio:
+        await twilio.start("CA0013", {"caller": CALLER})
+        model = await scripted.session()
+        await model.until("response.create")
+        payloads = [mulaw_frame(n, size=960) for n in range(4)]
+        await model.say_text(
+            '{"type":"response.output_audio.delta","response_id":"r1","item_id":"i1",'
+            f'"delta":"{payloads[0]}"}}'
+        )
+        await model.say_text(
+            '{"event_id":"x","type":"response.output_audio.delta","response_id":"r1",'
+            f'"item_id":"i1","delta":"{payloads[1]}"}}'
+        )
+        await model.say_text(
+            '{"type" : "response.output_audio.delta", "response_id": "r1", "item_id": "i1", '
+            f'"delta": "{payloads[2]}"}}'
+        )
+        await model.say_text(
+            f'{{\n  "delta": "{payloads[3]}",\n  "item_id": "i1",\n'
+            '  "type": "response.output_audio.delta"\n}'
+        )
+        played = [(await twilio.until("media"))["media"]["payload"] for _ in payloads]
+        assert played == payloads
+
+
 async def test_barge_in_clears_twilio_and_truncates_at_what_was_heard(phone_server, scripted):
     async with twilio_stream(phone_server.ws_url) as twilio:
         await twilio.start("CA0004", {"caller": CALLER})

@@ -18,7 +18,10 @@ from typing import Any
 import orjson
 
 from protocol import realtime as p
+from server.realtime.peek import event_type, peek_type
 from server.realtime.silence import GOODBYE, PROMPT, Silence
+
+__all__ = ["peek_type"]  # re-exported: transports and tests read types through it
 
 # --- actions ----------------------------------------------------------------------------------
 
@@ -108,28 +111,8 @@ _SPEAKERS = {"user": "caller", "assistant": "host"}  # history roles as a transc
 HISTORY_ITEMS = 40  # conversation kept for replay to a fresh model session
 HISTORY_TEXT_CHARS = 2000
 RATE_LIMIT_CLOSE_AFTER = 500  # refused events before a flooding client is disconnected
-_TYPE_PREFIX = '{"type":"'
-_APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
-_AUDIO_DELTA_PREFIX = '{"type":"response.output_audio.delta"'
 _KEEP = 50  # figures kept per session for session.stats
-_DELTA_ENVELOPE = 150  # characters of an audio delta event around its base64 audio
-
-
-def _no_second_type(text: str) -> bool:
-    """No later key can override "type": JSON parsers keep the last of duplicate keys, and keys
-    may be escaped (``"\\u0074ype"``). Base64 audio has neither quotes nor backslashes, so real
-    audio frames pass; anything else takes the parsed path."""
-    rest = len(_APPEND_PREFIX)
-    return text.find('"type"', rest) < 0 and text.find("\\", rest) < 0
-
-
-def peek_type(text: str) -> str | None:
-    """The event type when it is the first key (as both OpenAI and our page send it), else None."""
-    if text.startswith(_TYPE_PREFIX):
-        end = text.find('"', 9)
-        if end > 9:
-            return text[9:end]
-    return None
+_DELTA_KEY = '"delta":"'
 
 
 class Refused(Exception):
@@ -271,7 +254,7 @@ class RelaySession:
             return self._rate_limited(now)
         if len(text) > self.max_frame_chars:
             return self._oversize(len(text))
-        if text.startswith(_APPEND_PREFIX) and _no_second_type(text):
+        if peek_type(text) == p.INPUT_AUDIO_APPEND:  # the client's own text goes on as sent
             self.stats.audio_frames_in += 1
             return [ToModel(text)]
         try:
@@ -380,24 +363,26 @@ class RelaySession:
     # -- model -> client ----------------------------------------------------------------------
 
     def model_text(self, text: str, now: float) -> list[Action]:
+        """Forward every model event; act on the few that matter. An event the prefix does not
+        decide is parsed, so the same event is treated the same whatever its key order or
+        spacing."""
         kind = peek_type(text)
+        event: dict[str, Any] | None = None
+        if kind is None or kind in _ACTED_ON:
+            kind, event = event_type(text) if kind is None else (kind, _parsed(text))
+            if event is None:
+                return [ToClient(text)]  # not ours to judge; the client sees what was sent
         if kind == p.OUTPUT_AUDIO_DELTA:
             self._audio_out(now)
             if self.silence is not None:
-                self.silence.audio(now, len(text) - _DELTA_ENVELOPE)
+                self.silence.audio(now, _delta_chars(text, event))
             return [ToClient(text)]
-        if kind is not None and kind not in _ACTED_ON:
-            if self.silence is not None:
-                if kind == p.SPEECH_STARTED:
-                    self.silence.caller_active()
-                elif kind in _PLAYOUT:
-                    self.silence.playout(now, playing=kind == p.PLAYOUT_STARTED)
-            return [ToClient(text)]
-        try:
-            event = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [ToClient(text)]  # not ours to judge; the client sees what the model sent
-        if not isinstance(event, dict):
+        if self.silence is not None:
+            if kind == p.SPEECH_STARTED:
+                self.silence.caller_active()
+            elif kind in _PLAYOUT:
+                self.silence.playout(now, playing=kind == p.PLAYOUT_STARTED)
+        if event is None:
             return [ToClient(text)]
         return [ToClient(text), *self._model_event(event, now)]
 
@@ -422,9 +407,7 @@ class RelaySession:
 
     def _model_event(self, event: dict[str, Any], now: float) -> list[Action]:
         kind = event.get("type")
-        if kind == p.OUTPUT_AUDIO_DELTA:  # reached here only when "type" was not the first key
-            self._audio_out(now)
-        elif kind == p.SPEECH_STOPPED:
+        if kind == p.SPEECH_STOPPED:
             self._speech_stopped_at = now
         elif kind == p.RESPONSE_CREATED:
             if self.silence is not None:
@@ -636,6 +619,28 @@ class RelaySession:
 
     def stats_event(self) -> dict[str, Any]:
         return p.custom_event(p.SESSION_STATS, **self.stats.as_event_fields())
+
+
+def _parsed(text: str) -> dict[str, Any] | None:
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _delta_chars(text: str, event: dict[str, Any] | None) -> int:
+    """Base64 characters of an audio delta. Unparsed (the prefix decided, so `text` holds no
+    backslash and no string can hold a quote) the value after `"delta":"` runs to the next quote;
+    written otherwise, the event is parsed."""
+    if event is None:
+        at = text.find(_DELTA_KEY)
+        if at >= 0:
+            start = at + len(_DELTA_KEY)
+            return text.find('"', start) - start
+        event = _parsed(text)
+    delta = event.get("delta") if event is not None else None
+    return len(delta) if isinstance(delta, str) else 0
 
 
 def _message_item(role: str, text: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from protocol import realtime as p
+from server.realtime.peek import event_type
 from server.realtime.session import ToClient, ToModel
 
 MULAW_BYTES_PER_MS = 8
@@ -201,9 +202,11 @@ class TwilioMedia:
     # -- the model (and our page events) -> Twilio ---------------------------------------------
 
     def from_model(self, text: str) -> list[Outcome]:
-        if text.startswith('{"type":"response.output_audio.delta"'):
-            return self._audio(text)
-        kind = _peek_type(text)
+        """Model (and page) events to Twilio. The type comes from the prefix where that alone
+        decides it, else from the parsed event: key order and spacing change nothing."""
+        kind, event = event_type(text)
+        if kind == p.OUTPUT_AUDIO_DELTA:
+            return self._audio(text, event)
         if kind == p.SPEECH_STARTED:
             return self._barge_in()
         if kind == p.RESPONSE_CREATED:
@@ -215,7 +218,7 @@ class TwilioMedia:
         elif kind == p.CALL_END_REQUESTED:
             self._after_next_response(Stopped("host ended the call"))
         elif kind == p.CALL_TRANSFER_REQUESTED:
-            number = _field(text, "number")
+            number = _field(text, event, "number")
             if number:
                 self._after_next_response(Transfer(number))
         return []
@@ -224,11 +227,14 @@ class TwilioMedia:
         """The tool's output makes the host speak once more (its goodbye): act after that."""
         self.after_playback, self.armed = then, False
 
-    def _audio(self, text: str) -> list[Outcome]:
-        try:
-            event = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [Invalid("model audio that is not JSON")]
+    def _audio(self, text: str, event: dict[str, Any] | None) -> list[Outcome]:
+        if event is None:
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return [Invalid("model audio that is not JSON")]
+            if not isinstance(event, dict):
+                return [Invalid("model audio that is not a JSON object")]
         item_id, delta = event.get("item_id"), event.get("delta")
         if not isinstance(delta, str) or not isinstance(item_id, str):
             return [Invalid("model audio without item_id or delta")]
@@ -265,24 +271,13 @@ class TwilioMedia:
         return [ending]
 
 
-def _peek_type(text: str) -> str | None:
-    if text.startswith('{"type":"'):
-        end = text.find('"', 9)
-        if end > 9:
-            return text[9:end]
-    try:
-        event = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    kind = event.get("type") if isinstance(event, dict) else None
-    return kind if isinstance(kind, str) else None
-
-
-def _field(text: str, name: str) -> str | None:
-    try:
-        value = orjson.loads(text).get(name)
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
+def _field(text: str, event: dict[str, Any] | None, name: str) -> str | None:
+    if event is None:
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+    value = event.get(name) if isinstance(event, dict) else None
     return value if isinstance(value, str) else None
 
 
