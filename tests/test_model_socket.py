@@ -25,7 +25,12 @@ def client(base_url: str | None, websocket_base_url: str | None = None) -> Model
     [
         (None, None, None, "wss://api.openai.com/v1/realtime?model=gpt-realtime"),
         ("http://127.0.0.1:9/v1", None, None, "ws://127.0.0.1:9/v1/realtime?model=gpt-realtime"),
-        ("https://proxy.example/v1/", None, "rtc_1", "wss://proxy.example/v1/realtime?call_id=rtc_1"),
+        (
+            "https://proxy.example/v1/",
+            None,
+            "rtc_1",
+            "wss://proxy.example/v1/realtime?call_id=rtc_1",
+        ),
         ("http://h:1/v1", "ws://h:2/v1", None, "ws://h:2/v1/realtime?model=gpt-realtime"),
         ("http://h:1/v1?x=1", None, None, "ws://h:1/v1/realtime?x=1&model=gpt-realtime"),
     ],

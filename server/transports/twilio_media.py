@@ -6,11 +6,14 @@ clock: `twilio_stream.py` feeds it what Twilio sends (`from_twilio`) and what th
 
 - Caller audio (`media`, base64 μ-law 8 kHz) becomes `input_audio_buffer.append`, the same
   base64 text: no decoding, no resampling (the model session is `audio/pcmu` both ways).
-- Model audio deltas become Twilio `media` frames, each followed by a `mark`. Twilio echoes a
-  mark once the audio before it has played, so `Playback` knows what the caller actually heard.
+- Model audio deltas become Twilio `media` frames, with a `mark` after every `MARK_EVERY_MS` of
+  audio (and after the last audio of a response). Twilio echoes a mark once the audio before it
+  has played, so `Playback` knows what the caller actually heard -- to within `MARK_EVERY_MS`
+  (or one delta, if a delta is longer): a mark per 20 ms delta doubled the messages of a call.
 - Barge-in: on `input_audio_buffer.speech_started` while audio is unheard, send `clear` to Twilio
   and `conversation.item.truncate` with `audio_end_ms` = what the acknowledged marks say was played
-  (never more than was sent). Marks echoed after a `clear` belong to dropped audio: their names
+  (never more than was played: it lags what was heard by less than `MARK_EVERY_MS` plus a
+  delta). Marks echoed after a `clear` belong to dropped audio: their names
   carry a generation number, and old generations are ignored.
 - Keypad digits collect until `#` and reach the model as a user message it can act on.
 - `end_call` and `transfer_call` (page events from their tools) wait until the host's last words
@@ -32,6 +35,8 @@ from server.realtime.session import ToClient, ToModel
 
 MULAW_BYTES_PER_MS = 8
 MAX_DIGITS = 20  # keypad digits held before they are sent without a closing '#'
+MARK_EVERY_MS = 100  # audio sent between marks: the precision of what the caller is known to hear
+MARK_EVERY_BYTES = MARK_EVERY_MS * MULAW_BYTES_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,7 @@ class Playback:
     item_id: str | None = None
     sent: int = 0  # bytes of `item_id` sent to Twilio
     heard: int = 0  # bytes of `item_id` whose marks Twilio has echoed
+    marked: int = 0  # bytes of `item_id` covered by the last mark sent
     generation: int = 0  # bumped by every `clear`; marks of older generations are ignored
     marks: dict[str, int] = field(default_factory=dict)  # mark name -> `sent` after its chunk
     sequence: int = 0
@@ -89,12 +95,22 @@ class Playback:
     def unheard(self) -> bool:
         return self.sent > self.heard
 
-    def chunk_sent(self, item_id: str, size: int) -> str:
-        """Count a chunk of `item_id`; return the name of the mark that follows it."""
+    def chunk_sent(self, item_id: str, size: int) -> str | None:
+        """Count a chunk of `item_id`; the name of the mark to send after it, if one is due."""
         if item_id != self.item_id:
-            self.item_id, self.sent, self.heard = item_id, 0, 0
+            self.item_id, self.sent, self.heard, self.marked = item_id, 0, 0, 0
             self.marks.clear()
         self.sent += size
+        if self.sent - self.marked < MARK_EVERY_BYTES:
+            return None
+        return self._mark()
+
+    def rest(self) -> str | None:
+        """A mark for audio sent since the last one (the end of a response), if any."""
+        return self._mark() if self.sent > self.marked else None
+
+    def _mark(self) -> str:
+        self.marked = self.sent
         self.sequence += 1
         name = f"{self.generation}.{self.sequence}"
         self.marks[name] = self.sent
@@ -110,7 +126,7 @@ class Playback:
         heard_ms = min(self.heard, self.sent) // MULAW_BYTES_PER_MS
         self.generation += 1
         self.marks.clear()
-        self.sent = self.heard
+        self.sent = self.marked = self.heard
         return heard_ms
 
 
@@ -214,7 +230,7 @@ class TwilioMedia:
             self.armed = self.after_playback is not None
         elif kind == p.RESPONSE_DONE:
             self.responding = False
-            return self._finished_playing()
+            return [*self._mark_rest(), *self._finished_playing()]
         elif kind == p.CALL_END_REQUESTED:
             self._after_next_response(Stopped("host ended the call"))
         elif kind == p.CALL_TRANSFER_REQUESTED:
@@ -241,10 +257,19 @@ class TwilioMedia:
         if item_id in self.interrupted or not self.stream_sid:
             return []
         mark = self.playback.chunk_sent(item_id, _decoded_length(delta))
-        sid = self.stream_sid
-        media = {"event": "media", "streamSid": sid, "media": {"payload": delta}}
-        marker = {"event": "mark", "streamSid": sid, "mark": {"name": mark}}
-        return [ToClient(orjson.dumps(media).decode()), ToClient(orjson.dumps(marker).decode())]
+        media = {"event": "media", "streamSid": self.stream_sid, "media": {"payload": delta}}
+        if mark is None:
+            return [ToClient(orjson.dumps(media).decode())]
+        return [ToClient(orjson.dumps(media).decode()), self._marker(mark)]
+
+    def _marker(self, name: str) -> ToClient:
+        marker = {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}
+        return ToClient(orjson.dumps(marker).decode())
+
+    def _mark_rest(self) -> list[Outcome]:
+        """After a response's last audio: mark it, so its end is known once played."""
+        name = self.playback.rest() if self.stream_sid else None
+        return [] if name is None else [self._marker(name)]
 
     def _barge_in(self) -> list[Outcome]:
         playback = self.playback
