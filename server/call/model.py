@@ -15,6 +15,7 @@ may satisfy it with any object of the same shape.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -50,7 +51,8 @@ class SocketModelConnection:
 
     def __init__(self, connection: ClientConnection):
         self._conn = connection
-        self.send = connection.send  # bound once: `send(text)` writes one text frame
+        # bound once, no wrapper coroutine per frame: `send(text)` writes one text frame
+        self.send: Callable[[str], Awaitable[None]] = connection.send
 
     async def recv(self) -> str:
         data = await self._conn.recv(decode=False)  # UTF-8 bytes, decoded once, here
