@@ -15,7 +15,6 @@ may satisfy it with any object of the same shape.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -51,8 +50,9 @@ class SocketModelConnection:
 
     def __init__(self, connection: ClientConnection):
         self._conn = connection
-        # bound once, no wrapper coroutine per frame: `send(text)` writes one text frame
-        self.send: Callable[[str], Awaitable[None]] = connection.send
+
+    async def send(self, text: str) -> None:
+        await self._conn.send(text)  # one text frame
 
     async def recv(self) -> str:
         data = await self._conn.recv(decode=False)  # UTF-8 bytes, decoded once, here
