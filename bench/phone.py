@@ -57,14 +57,14 @@ from bench.common import (
     write_results,
 )
 from bench.phoneload import MEDIA_PREFIX, MULAW_BYTES_PER_MS, PAYLOAD_KEY, start_messages
-from bench.relay import (
+from bench.processes import (
     MODEL_QUERY,
-    broke,
     run_loadgen,
     start_echo_model,
     start_server,
     wait_model_idle,
 )
+from bench.relay import broke
 
 DEFAULT_CALLS = (50, 100, 200)
 DEFAULT_SECONDS = 15.0

@@ -51,20 +51,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
-import sys
 import time
-from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.common import (
-    clean_env,
-    free_port,
     machine,
     print_table,
     server_dsn,
@@ -73,154 +66,36 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from server.settings import PROJECT_ROOT
+from bench.processes import (
+    DEFAULT_SECONDS,
+    GRACE_S,
+    MODEL_QUERY,
+    RAMP_PER_S,
+    WARMUP_S,
+    http_get,
+    run_loadgen,
+    spawn_server,
+    start_echo_model,
+    start_server,
+    wait_model_idle,
+)
+from bench.profile import profile
+from bench.targets import evaluate_targets, print_targets
+
+__all__ = [  # what the other benchmarks have imported from here
+    "MODEL_QUERY",
+    "http_get",
+    "print_targets",
+    "run_loadgen",
+    "spawn_server",
+    "start_echo_model",
+    "start_server",
+    "wait_model_idle",
+]
 
 DEFAULT_CALLS = (1, 10, 50, 100, 200, 400)
-DEFAULT_SECONDS = 15.0
-RAMP_PER_S = 50.0
-WARMUP_S = 1.0
-GRACE_S = 2.0
 LOSS_LIMIT_PCT = 0.1
 P99_LIMIT_MS = 1000.0
-MODEL_QUERY = "/v1/realtime?model=gpt-realtime"
-
-TARGETS = {
-    "relay_added_p99_ms_at_50": 2.0,
-    "relay_added_p99_ms_at_200": 10.0,
-    "calls_without_loss": 200,
-    "cpu_us_per_relayed_message": 40.0,
-    "idle_kb_per_call": 200.0,
-}
-
-# --- processes --------------------------------------------------------------------------------
-
-
-async def http_get(port: int, path: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
-    """A one-shot HTTP/1.1 GET on 127.0.0.1 (no client library: nothing to proxy)."""
-    async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            writer.write(request.encode())
-            raw = await reader.read(-1)
-        finally:
-            writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
-
-
-async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m offline_model --port 0 --echo`; returns the process and its port."""
-    return await spawn_listening(
-        "the echo model", "-m", "offline_model", "--port", "0", "--echo", *extra
-    )
-
-
-async def start_server(
-    dsn: str,
-    model_port: int,
-    *,
-    max_sessions: int = 1000,
-    wrap: list[str] | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` against the local model (`extra_env`: more environment variables);
-    waits for /healthz. Returns process, port."""
-    port = free_port()
-    env = clean_env(
-        OPENAI_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
-        DATABASE_URL=dsn,
-        MAX_SESSIONS=str(max_sessions),
-        LOG_LEVEL="warning",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        **(extra_env or {}),
-    )
-    return await spawn_server(env, port, wrap)
-
-
-async def spawn_server(
-    env: dict[str, str], port: int, wrap: list[str] | None = None
-) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` with `env` (listening on `port`), once /healthz answers 200."""
-    process = await asyncio.create_subprocess_exec(
-        *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"the server exited during start-up ({process.returncode})")
-        with contextlib.suppress(OSError, TimeoutError, ValueError, IndexError):
-            status, _ = await http_get(port, "/healthz")
-            if status == 200:
-                return process, port
-        await asyncio.sleep(0.1)
-    await stop(process)
-    raise RuntimeError("the server did not become healthy within 60 s")
-
-
-async def wait_model_idle(model_port: int, within_s: float = 20.0) -> bool:
-    """Until the echo model has no session open (the relay closed every model socket)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, TimeoutError, ValueError):
-            status, body = await http_get(model_port, "/stats")
-            if status == 200 and json.loads(body)["sessions_active"] == 0:
-                return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-async def run_loadgen(
-    url: str,
-    calls: int,
-    *,
-    seconds: float = DEFAULT_SECONDS,
-    codec: str = "pcm16",
-    pids: dict[str, int] | None = None,
-    idle: bool = False,
-    warmup: float = WARMUP_S,
-    extra: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """One `python -m bench.loadgen` process (`extra`: more of its options); its JSON line."""
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "--url",
-        url,
-        "--calls",
-        str(calls),
-        "--seconds",
-        str(seconds),
-        "--codec",
-        codec,
-        "--ramp",
-        str(RAMP_PER_S),
-        "--warmup",
-        str(warmup),
-        "--grace",
-        str(GRACE_S),
-    ]
-    if idle:
-        argv.append("--idle")
-    argv += extra
-    for name, pid in (pids or {}).items():
-        argv += ["--pid", f"{name}={pid}"]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT, env=clean_env()
-    )
-    budget = calls / RAMP_PER_S + warmup + (0 if idle else seconds) + GRACE_S + 60
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), budget)
-    except TimeoutError:
-        await stop(process, 5)
-        raise RuntimeError(f"load generator did not finish within {budget:.0f}s") from None
-    if process.returncode != 0:
-        raise RuntimeError(f"load generator failed ({process.returncode})")
-    return json.loads(out.decode().strip().splitlines()[-1])
-
 
 # --- one benchmark session --------------------------------------------------------------------
 
@@ -411,184 +286,6 @@ async def _measure(
     return {"rows": rows, "idle": list(idle.values()), "broke_at": broke_at, "raw": raw}
 
 
-# --- targets ----------------------------------------------------------------------------------
-
-
-def evaluate_targets(rows: list[dict[str, Any]], idle: list[dict[str, Any]]) -> dict[str, Any]:
-    relay = {r["calls"]: r for r in rows if r["target"] == "relay" and r["codec"] == "pcm16"}
-    out: dict[str, Any] = {}
-
-    def check(name: str, value: Any, met: bool | None, note: str) -> None:
-        out[name] = {"target": TARGETS[name], "value": value, "met": met, "how": note}
-
-    for calls in (50, 200):
-        name = f"relay_added_p99_ms_at_{calls}"
-        value = relay.get(calls, {}).get("added_p99_ms")
-        met = None if value is None else value <= TARGETS[name]
-        check(name, value, met, f"relay p99 - direct p99, PCM16, {calls} calls; <= target")
-    clean = 0
-    for calls in sorted(relay):
-        row = relay[calls]
-        if row["frames_lost"] == 0 and not row["broke"]:
-            clean = calls
-        else:
-            break
-    check(
-        "calls_without_loss",
-        clean,
-        clean >= TARGETS["calls_without_loss"] if relay else None,
-        "largest N (PCM16) such that it and every smaller N lost no frame; >= target",
-    )
-    per_msg: dict[int, float] = {
-        c: r["cpu_us_per_msg"]
-        for c, r in relay.items()
-        if 10 <= c <= 200 and r.get("cpu_us_per_msg") is not None
-    }
-    worst = max(per_msg.values()) if per_msg else None
-    check(
-        "cpu_us_per_relayed_message",
-        {"worst": worst, "by_calls": per_msg},
-        None if worst is None else worst <= TARGETS["cpu_us_per_relayed_message"],
-        "server CPU / (appends in + deltas out), worst over 10..200 calls; <= target",
-    )
-    measured = [i for i in idle if i["kb_per_call"] is not None]
-    largest = max(measured, key=lambda i: i["calls"]) if measured else None
-    value = largest["kb_per_call"] if largest else None
-    check(
-        "idle_kb_per_call",
-        {"value": value, "at_calls": largest["calls"] if largest else None},
-        None if value is None else value < TARGETS["idle_kb_per_call"],
-        "(RSS with N idle calls - RSS with 0) / N at the largest N; < target",
-    )
-    return out
-
-
-# --- profile ----------------------------------------------------------------------------------
-
-
-def _frame_owner(frame: str) -> str:
-    """Which code a py-spy frame ('func (path:line)') belongs to."""
-    path = frame[frame.rfind("(") + 1 :]
-    if frame.startswith(("Runner.run ", "BaseEventLoop.run_until_complete ", "run ")):
-        return "event loop (uvloop, C)"  # time inside uvloop's C code shows up here
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].split(".", 1)[0]
-    for ours in ("/server/", "/tools/"):
-        if ours in path and "site-packages" not in path:
-            return "OURS " + ours.strip("/")
-    if "/asyncio/" in path:
-        return "stdlib asyncio"
-    if "/lib/python" in path:
-        return "stdlib"
-    return "other"
-
-
-def summarise_collapsed(text: str, top: int = 25) -> dict[str, Any]:
-    """Self time by package and by function, and inclusive time of our functions."""
-    by_owner: Counter[str] = Counter()
-    self_fn: Counter[str] = Counter()
-    inclusive_ours: Counter[str] = Counter()
-    inclusive_owner: Counter[str] = Counter()
-    total = 0
-    for line in text.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
-        frames = [f for f in frames if not f.startswith("thread ")]
-        if not frames:
-            continue
-        total += count
-        leaf = frames[-1]
-        by_owner[_frame_owner(leaf)] += count
-        self_fn[leaf] += count
-        seen_fn = set()
-        seen_owner = set()
-        for frame in frames:
-            owner = _frame_owner(frame)
-            if owner not in seen_owner:
-                seen_owner.add(owner)
-                inclusive_owner[owner] += count
-            if owner.startswith("OURS") and frame not in seen_fn:
-                seen_fn.add(frame)
-                inclusive_ours[frame] += count
-
-    def pct(counter: Counter[str], n: int) -> list[tuple[str, float]]:
-        return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)] if total else []
-
-    return {
-        "samples": total,
-        "self_pct_by_package": pct(by_owner, 20),
-        "inclusive_pct_by_package": pct(inclusive_owner, 20),
-        "self_pct_top_functions": pct(self_fn, top),
-        "inclusive_pct_our_functions": pct(inclusive_ours, top),
-    }
-
-
-async def profile(admin_dsn: str, calls: int, seconds: float, codec: str) -> dict[str, Any]:
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("py-spy is not installed: `.venv/bin/pip install py-spy`")
-    out_raw = Path("/tmp") / f"relay-profile-{calls}.txt"
-    out_svg = Path("/tmp") / f"relay-profile-{calls}.svg"
-    async with throwaway_database(admin_dsn) as dsn:
-        model, model_port = await start_echo_model()
-        try:
-            server, port = await start_server(dsn, model_port)
-            try:
-                url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
-                await run_loadgen(url, 2, seconds=1.0, warmup=0.2)
-                await wait_model_idle(model_port)
-                load = asyncio.create_task(
-                    run_loadgen(
-                        url, calls, seconds=seconds, codec=codec, pids={"server": server.pid}
-                    )
-                )
-                # Sample only the steady part: after the ramp and the warm-up.
-                await asyncio.sleep(calls / RAMP_PER_S + WARMUP_S + 1.0)
-                half = max(1, (int(seconds) - 2) // 2)  # collapsed stacks, then the flamegraph
-                results = {}
-                for fmt, path in (("raw", out_raw), ("flamegraph", out_svg)):
-                    spy_process = await asyncio.create_subprocess_exec(
-                        spy,
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--duration",
-                        str(half),
-                        "--rate",
-                        "250",
-                        "--format",
-                        fmt,
-                        "--output",
-                        str(path),
-                        "--nonblocking",
-                        "--full-filenames",
-                        stdout=asyncio.subprocess.DEVNULL,
-                        stderr=asyncio.subprocess.DEVNULL,
-                    )
-                    results[fmt] = await asyncio.wait_for(spy_process.wait(), half + 30)
-                load_result = await load
-            finally:
-                await stop(server)
-        finally:
-            await stop(model)
-    if not out_raw.exists():
-        raise SystemExit(f"py-spy produced nothing (exit codes {results}); ptrace allowed?")
-    summary = summarise_collapsed(out_raw.read_text())
-    summary.update(
-        {
-            "calls": calls,
-            "codec": codec,
-            "collapsed_stacks": str(out_raw),
-            "flamegraph": str(out_svg),
-            "load": {k: load_result[k] for k in ("connected", "frames_lost", "latency", "cpu_s")},
-        }
-    )
-    return summary
-
-
 # --- entry points -----------------------------------------------------------------------------
 
 COLUMNS = [
@@ -658,16 +355,6 @@ def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, A
 
     print(f"written {plot_relay_latency(data)}")
     return data
-
-
-def print_targets(title: str, targets: dict[str, Any]) -> None:
-    print(f"\n{title}")
-    for name, t in targets.items():
-        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
-        value = t["value"]
-        if isinstance(value, dict):
-            value = json.dumps(value)
-        print(f"  {verdict:12} {name}: {value} (target {t['target']}; {t['how']})")
 
 
 def parse_calls(text: str) -> list[int]:

@@ -63,14 +63,9 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from bench.relay import (
-    MODEL_QUERY,
-    http_get,
-    parse_calls,
-    print_targets,
-    start_server,
-    wait_model_idle,
-)
+from bench.processes import MODEL_QUERY, http_get, start_server, wait_model_idle
+from bench.relay import parse_calls
+from bench.targets import print_targets
 from offline_model.echo import echo_frame
 from protocol import realtime as p
 
