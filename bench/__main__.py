@@ -51,9 +51,9 @@ def main() -> None:
     if args.suite in ("all", "store"):
         store.main()
     if args.suite in ("all", "relay"):
-        relay.run(args.calls, args.seconds, relay.codecs_of(args.codec))
+        relay.run(args.calls, args.seconds, relay.codecs_of(args.codec), dict(args.baseline))
     if args.suite in ("all", "phone"):
-        phone.run(args.phone_calls, args.seconds, args.greetings)
+        phone.run(args.phone_calls, args.seconds, args.greetings, dict(args.baseline))
     if args.suite in ("all", "tools"):
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):

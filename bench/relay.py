@@ -53,6 +53,7 @@ import argparse
 import asyncio
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -201,33 +202,49 @@ async def measure_idle(
     return out
 
 
+Servers = dict[str, tuple[int, int]]  # target name -> (pid, port): ours, then baselines
+
+
 async def relay_session(
-    admin_dsn: str, calls_list: list[int], seconds: float, codecs: list[str]
+    admin_dsn: str,
+    calls_list: list[int],
+    seconds: float,
+    codecs: list[str],
+    baselines: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
+    """The echo model, the byte proxy, our server and one server per baseline tree."""
     async with throwaway_database(admin_dsn) as dsn:
         model, model_port = await start_echo_model()
         proxy = None
+        started: list[asyncio.subprocess.Process] = []
         try:
             proxy, proxy_port = await spawn_listening(
                 "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
             )
-            server, port = await start_server(dsn, model_port)
-            try:
-                floor = (proxy.pid, proxy_port)
-                return await _measure(
-                    server.pid, port, model.pid, model_port, floor, calls_list, seconds, codecs
+            servers: Servers = {}
+            for name, root in {"relay": None, **(baselines or {})}.items():
+                target = name if root is None else f"relay@{name}"
+                process, port = await (
+                    start_server(dsn, model_port)
+                    if root is None
+                    else start_server(dsn, model_port, root=root)
                 )
-            finally:
-                await stop(server)
+                started.append(process)
+                servers[target] = (process.pid, port)
+            floor = (proxy.pid, proxy_port)
+            return await _measure(
+                servers, model.pid, model_port, floor, calls_list, seconds, codecs
+            )
         finally:
+            for process in started:
+                await stop(process)
             if proxy is not None:
                 await stop(proxy)
             await stop(model)
 
 
 async def _measure(
-    server_pid: int,
-    port: int,
+    servers: Servers,
     model_pid: int,
     model_port: int,
     floor: tuple[int, int],
@@ -235,50 +252,58 @@ async def _measure(
     seconds: float,
     codecs: list[str],
 ) -> dict[str, Any]:
+    server_pid, port = servers["relay"]
     relay_url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
     direct_url = f"ws://127.0.0.1:{model_port}{MODEL_QUERY}"
     proxy_pid, proxy_port = floor
     floor_url = f"ws://127.0.0.1:{proxy_port}{MODEL_QUERY}"
-    print(
-        f"relay bench: server pid {server_pid} on :{port}, echo model pid {model_pid}", flush=True
-    )
+    print(f"relay bench: servers {servers}, echo model pid {model_pid}", flush=True)
     idle = await measure_idle(relay_url, model_port, server_pid, calls_list)
     for calls, figures in idle.items():
         print(f"  idle {calls:4d} calls: {figures['kb_per_call']} KB per call", flush=True)
+    for name, (_pid, other_port) in servers.items():  # warm every server up the same way
+        if name != "relay":
+            await run_loadgen(f"ws://127.0.0.1:{other_port}{MODEL_QUERY}", 2, seconds=1.0)
+            await wait_model_idle(model_port)
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     broke_at: dict[str, dict[str, Any]] = {}
     for codec in codecs:
-        for calls in calls_list:
+        for index, calls in enumerate(calls_list):
+            relays = [
+                (name, f"ws://127.0.0.1:{p}{MODEL_QUERY}", {"server": pid, "model": model_pid})
+                for name, (pid, p) in servers.items()
+            ]
+            if index % 2:  # alternate who goes first: drift on a shared machine evens out
+                relays.reverse()
             runs = {}
-            for target, url, pids in (
-                ("relay", relay_url, {"server": server_pid, "model": model_pid}),
+            plans = [
+                *relays,
                 ("direct", direct_url, {"model": model_pid}),
                 ("floor", floor_url, {"proxy": proxy_pid, "model": model_pid}),
-            ):
+            ]
+            for target, url, pids in plans:
                 result = await run_loadgen(url, calls, seconds=seconds, codec=codec, pids=pids)
                 runs[target] = result
                 raw.append({"codec": codec, "target": target, **result})
                 await wait_model_idle(model_port)
                 await asyncio.sleep(0.5)
-            relay_row = _row(codec, calls, "relay", runs["relay"])
-            relay_row.update(
-                relay_figures(
-                    runs["relay"], runs["direct"], runs["floor"], calls, idle[calls]["kb_per_call"]
+            for name in servers:
+                row = _row(codec, calls, name, runs[name])
+                kb = idle[calls]["kb_per_call"] if name == "relay" else None
+                row.update(relay_figures(runs[name], runs["direct"], runs["floor"], calls, kb))
+                rows.append(row)
+                print(
+                    f"  {codec} {calls:4d} calls {name}: p50/p99"
+                    f" {row['p50_ms']}/{row['p99_ms']} ms (added p99 {row.get('added_p99_ms')}),"
+                    f" lost {row['frames_lost']}, server CPU {row.get('server_cpu_pct')}%,"
+                    f" {row.get('cpu_us_per_msg')} us/msg"
+                    f" ({row.get('cpu_vs_floor')}x the byte proxy's),"
+                    f" machine busy {row.get('machine_busy_pct')}%",
+                    flush=True,
                 )
-            )
-            direct_row = _row(codec, calls, "direct", runs["direct"])
-            floor_row = _row(codec, calls, "floor", runs["floor"])
-            rows += [relay_row, direct_row, floor_row]
-            print(
-                f"  {codec} {calls:4d} calls: relay p50/p99"
-                f" {relay_row['p50_ms']}/{relay_row['p99_ms']} ms,"
-                f" direct {direct_row['p50_ms']}/{direct_row['p99_ms']} ms,"
-                f" lost {relay_row['frames_lost']}, server CPU {relay_row.get('server_cpu_pct')}%,"
-                f" {relay_row.get('cpu_us_per_msg')} us/msg"
-                f" ({relay_row.get('cpu_vs_floor')}x the byte proxy's)",
-                flush=True,
-            )
+            rows += [_row(codec, calls, t, runs[t]) for t in ("direct", "floor")]
+            relay_row = next(r for r in rows[-2 - len(servers) :] if r["target"] == "relay")
             if relay_row["broke"]:
                 broke_at[codec] = {"calls": calls, "why": relay_row["broke"]}
                 print(f"  {codec}: the relay broke at {calls} calls ({relay_row['broke']})")
@@ -317,10 +342,15 @@ COLUMNS = [
 ]
 
 
-def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, Any]:
+def run(
+    calls_list: list[int],
+    seconds: float,
+    codecs: list[str],
+    baselines: dict[str, Path] | None = None,
+) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()  # load average before our own load
     with server_dsn() as admin:
-        measured = asyncio.run(relay_session(admin, calls_list, seconds, codecs))
+        measured = asyncio.run(relay_session(admin, calls_list, seconds, codecs, baselines))
     rows = measured["rows"]
     targets = evaluate_targets(rows, measured["idle"])
     data = {
@@ -329,6 +359,7 @@ def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, A
             "calls": calls_list,
             "steady_window_s": seconds,
             "codecs": codecs,
+            "baselines": {name: str(root) for name, root in (baselines or {}).items()},
             "ramp_calls_per_s": RAMP_PER_S,
             "warmup_s": WARMUP_S,
             "grace_s": GRACE_S,
@@ -372,6 +403,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=DEFAULT_SECONDS, help="steady window per run"
     )
     parser.add_argument("--codec", choices=["pcm16", "g711", "both"], default="pcm16")
+    parser.add_argument(
+        "--baseline",
+        type=parse_baseline,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also run the server of another source tree (a git worktree of an earlier "
+        "commit), interleaved with ours in the same run; repeatable",
+    )
+
+
+def parse_baseline(text: str) -> tuple[str, Path]:
+    name, _, path = text.partition("=")
+    root = Path(path).resolve()
+    if not name or not (root / "server" / "__main__.py").exists():
+        raise argparse.ArgumentTypeError("expected NAME=PATH of a source tree with server/")
+    return name, root
 
 
 def codecs_of(choice: str) -> list[str]:
@@ -396,7 +444,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(json.dumps(summary, indent=2))
         return
-    run(args.calls, args.seconds, codecs_of(args.codec))
+    run(args.calls, args.seconds, codecs_of(args.codec), dict(args.baseline))
 
 
 if __name__ == "__main__":
