@@ -5,7 +5,10 @@ clock: `twilio_stream.py` feeds it what Twilio sends (`from_twilio`) and what th
 (`from_model`), and carries out what comes back.
 
 - Caller audio (`media`, base64 μ-law 8 kHz) becomes `input_audio_buffer.append`, the same
-  base64 text: no decoding, no resampling (the model session is `audio/pcmu` both ways).
+  base64 text: no resampling (the model session is `audio/pcmu` both ways). With `chunk_bytes`
+  above one frame (`MODEL_AUDIO_CHUNK_MS`), frames are gathered into one append of that size:
+  fewer messages, but the model hears the caller up to a chunk less one frame later. Whatever
+  else goes to the model (keypad digits) first takes the audio gathered so far, so order holds.
 - Model audio deltas become Twilio `media` frames, with a `mark` after every `MARK_EVERY_MS` of
   audio (and after the last audio of a response). Twilio echoes a mark once the audio before it
   has played, so `Playback` knows what the caller actually heard -- to within `MARK_EVERY_MS`
@@ -141,6 +144,8 @@ class TwilioMedia:
     after_playback: Stopped | Transfer | None = None  # what to do once the host has finished
     armed: bool = False  # the host's last response has started: act once it is done and heard
     responding: bool = False  # a response is under way (its audio may still come)
+    chunk_bytes: int = 0  # caller audio per append; 0 or one frame: each frame as received
+    gathered: bytearray = field(default_factory=bytearray)  # caller audio not yet appended
 
     # -- Twilio -> us -----------------------------------------------------------------------------
 
@@ -155,9 +160,14 @@ class TwilioMedia:
         if event == "media":
             media = message.get("media")
             payload = media.get("payload") if isinstance(media, dict) else None
-            if not isinstance(payload, str) or not _is_base64(payload):
+            if not isinstance(payload, str) or (audio := _base64(payload)) is None:
                 return [Invalid("media without a base64 payload")]
-            return [ToModel('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')]
+            if self.chunk_bytes <= len(audio) and not self.gathered:
+                return [_append(payload)]  # as received: the same text, not re-encoded
+            self.gathered += audio
+            if len(self.gathered) < self.chunk_bytes:
+                return []
+            return self._take_audio()
         if event == "mark":
             mark = message.get("mark")
             name = mark.get("name") if isinstance(mark, dict) else None
@@ -167,7 +177,10 @@ class TwilioMedia:
         if event == "dtmf":
             dtmf = message.get("dtmf")
             digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
-            return self._digit(digit) if isinstance(digit, str) else [Invalid("dtmf without digit")]
+            if not isinstance(digit, str):
+                return [Invalid("dtmf without digit")]
+            typed = self._digit(digit)
+            return [*self._take_audio(), *typed] if typed else []
         if event == "start":
             return [self._started(message)]
         if event == "stop":
@@ -175,6 +188,14 @@ class TwilioMedia:
         if event == "connected":
             return []
         return [Invalid(f"unknown event {str(event)[:40]!r}")]
+
+    def _take_audio(self) -> list[Outcome]:
+        """The caller audio gathered so far as one append (none if there is none)."""
+        if not self.gathered:
+            return []
+        audio = base64.b64encode(self.gathered).decode()
+        self.gathered.clear()
+        return [_append(audio)]
 
     def _started(self, message: dict[str, Any]) -> Started | Invalid:
         start = message.get("start")
@@ -306,9 +327,13 @@ def _field(text: str, event: dict[str, Any] | None, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _is_base64(payload: str) -> bool:
+def _append(audio: str) -> ToModel:
+    """An append of base64 audio (checked base64: nothing in it needs escaping)."""
+    return ToModel('{"type":"input_audio_buffer.append","audio":"' + audio + '"}')
+
+
+def _base64(payload: str) -> bytes | None:
     try:
-        base64.b64decode(payload, validate=True)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return True
+        return None
