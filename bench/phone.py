@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -65,7 +64,7 @@ from bench.processes import (
     start_server,
     wait_model_idle,
 )
-from bench.relay import broke
+from bench.relay import Baseline, broke
 
 DEFAULT_CALLS = (50, 100, 200)
 DEFAULT_SECONDS = 15.0
@@ -167,7 +166,7 @@ def compare(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 async def load_session(
-    dsn: str, calls_list: list[int], seconds: float, baselines: dict[str, Path] | None = None
+    dsn: str, calls_list: list[int], seconds: float, baselines: dict[str, Baseline] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     model, model_port = await start_echo_model()
     proxy = server = None
@@ -193,9 +192,9 @@ async def load_session(
             ("direct", urls["direct"], {"model": model.pid}, ()),
             ("floor", urls["floor"], {"proxy": proxy.pid, "model": model.pid}, ()),
         ]
-        for name, root in (baselines or {}).items():  # the same paths on an earlier tree
+        for name, (root, env) in (baselines or {}).items():  # the same paths on another tree
             other, other_port = await start_server(
-                dsn, model_port, extra_env=QUIET_CALLERS_WELCOME, root=root
+                dsn, model_port, extra_env={**QUIET_CALLERS_WELCOME, **env}, root=root
             )
             others.append(other)
             pids = {"server": other.pid, "model": model.pid}
@@ -355,7 +354,7 @@ def run(
     calls_list: list[int],
     seconds: float,
     greetings: int = DEFAULT_GREETINGS,
-    baselines: dict[str, Path] | None = None,
+    baselines: dict[str, Baseline] | None = None,
 ) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()
 

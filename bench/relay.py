@@ -203,6 +203,7 @@ async def measure_idle(
 
 
 Servers = dict[str, tuple[int, int]]  # target name -> (pid, port): ours, then baselines
+Baseline = tuple[Path, dict[str, str]]  # a source tree, and settings for its server
 
 
 async def relay_session(
@@ -210,7 +211,7 @@ async def relay_session(
     calls_list: list[int],
     seconds: float,
     codecs: list[str],
-    baselines: dict[str, Path] | None = None,
+    baselines: dict[str, Baseline] | None = None,
 ) -> dict[str, Any]:
     """The echo model, the byte proxy, our server and one server per baseline tree."""
     async with throwaway_database(admin_dsn) as dsn:
@@ -222,12 +223,12 @@ async def relay_session(
                 "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
             )
             servers: Servers = {}
-            for name, root in {"relay": None, **(baselines or {})}.items():
-                target = name if root is None else f"relay@{name}"
+            for name, baseline in {"relay": None, **(baselines or {})}.items():
+                target = name if baseline is None else f"relay@{name}"
                 process, port = await (
                     start_server(dsn, model_port)
-                    if root is None
-                    else start_server(dsn, model_port, root=root)
+                    if baseline is None
+                    else start_server(dsn, model_port, root=baseline[0], extra_env=baseline[1])
                 )
                 started.append(process)
                 servers[target] = (process.pid, port)
@@ -346,7 +347,7 @@ def run(
     calls_list: list[int],
     seconds: float,
     codecs: list[str],
-    baselines: dict[str, Path] | None = None,
+    baselines: dict[str, Baseline] | None = None,
 ) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()  # load average before our own load
     with server_dsn() as admin:
@@ -359,7 +360,7 @@ def run(
             "calls": calls_list,
             "steady_window_s": seconds,
             "codecs": codecs,
-            "baselines": {name: str(root) for name, root in (baselines or {}).items()},
+            "baselines": {name: [str(b[0]), b[1]] for name, b in (baselines or {}).items()},
             "ramp_calls_per_s": RAMP_PER_S,
             "warmup_s": WARMUP_S,
             "grace_s": GRACE_S,
@@ -408,18 +409,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_baseline,
         action="append",
         default=[],
-        metavar="NAME=PATH",
-        help="also run the server of another source tree (a git worktree of an earlier "
-        "commit), interleaved with ours in the same run; repeatable",
+        metavar="NAME=PATH[,KEY=VALUE...]",
+        help="also run the server of another source tree (an earlier commit, unpacked), with "
+        "these settings, interleaved with ours in the same run; repeatable",
     )
 
 
-def parse_baseline(text: str) -> tuple[str, Path]:
-    name, _, path = text.partition("=")
+def parse_baseline(text: str) -> tuple[str, Baseline]:
+    name, _, rest = text.partition("=")
+    path, *settings = rest.split(",")
     root = Path(path).resolve()
     if not name or not (root / "server" / "__main__.py").exists():
         raise argparse.ArgumentTypeError("expected NAME=PATH of a source tree with server/")
-    return name, root
+    env = dict(setting.split("=", 1) for setting in settings if "=" in setting)
+    return name, (root, env)
 
 
 def codecs_of(choice: str) -> list[str]:
