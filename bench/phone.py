@@ -199,10 +199,8 @@ async def load_session(
             others.append(other)
             pids = {"server": other.pid, "model": model.pid}
             base = f"ws://127.0.0.1:{other_port}"
-            relays += [
-                (f"phone@{name}", f"{base}{STREAM_PATH}", pids, ("--twilio",)),
-                (f"browser@{name}", f"{base}{MODEL_QUERY}", pids, ()),
-            ]
+            # the phone path only: `bench relay --baseline` compares the browser path
+            relays.append((f"phone@{name}", f"{base}{STREAM_PATH}", pids, ("--twilio",)))
             await run_loadgen(f"{base}{STREAM_PATH}", 2, seconds=1.0, extra=("--twilio",))
         if not baselines:  # the stand-in for coalescing, from before the server coalesced
             plans.append(
