@@ -37,6 +37,7 @@ def main() -> None:
         ],
     )
     relay.add_arguments(parser)
+    relay.add_keep_going(parser)
     parser.add_argument(
         "--tool-calls", type=relay.parse_calls, default=list(tools_bench.DEFAULT_CALLS)
     )
@@ -51,7 +52,13 @@ def main() -> None:
     if args.suite in ("all", "store"):
         store.main()
     if args.suite in ("all", "relay"):
-        relay.run(args.calls, args.seconds, relay.codecs_of(args.codec), dict(args.baseline))
+        relay.run(
+            args.calls,
+            args.seconds,
+            relay.codecs_of(args.codec),
+            dict(args.baseline),
+            args.keep_going,
+        )
     if args.suite in ("all", "phone"):
         phone.run(args.phone_calls, args.seconds, args.greetings, dict(args.baseline))
     if args.suite in ("all", "tools"):

@@ -146,6 +146,7 @@ async def relay_session(
     seconds: float,
     codecs: list[str],
     baselines: dict[str, Baseline] | None = None,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
     """The echo model, the byte proxy, our server and one server per baseline tree."""
     async with throwaway_database(admin_dsn) as dsn:
@@ -168,7 +169,7 @@ async def relay_session(
                 servers[target] = (process.pid, port)
             floor = (proxy.pid, proxy_port)
             return await _measure(
-                servers, model.pid, model_port, floor, calls_list, seconds, codecs
+                servers, model.pid, model_port, floor, calls_list, seconds, codecs, keep_going
             )
         finally:
             for process in started:
@@ -186,6 +187,7 @@ async def _measure(
     calls_list: list[int],
     seconds: float,
     codecs: list[str],
+    keep_going: bool = False,
 ) -> dict[str, Any]:
     server_pid, port = servers["relay"]
     relay_url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
@@ -242,7 +244,8 @@ async def _measure(
             if relay_row["broke"]:
                 broke_at[codec] = {"calls": calls, "why": relay_row["broke"]}
                 print(f"  {codec}: the relay broke at {calls} calls ({relay_row['broke']})")
-                break
+                if not keep_going:  # else: on, for the ratios (a shared machine breaks it too)
+                    break
     return {"rows": rows, "idle": list(idle.values()), "broke_at": broke_at, "raw": raw}
 
 
@@ -254,10 +257,13 @@ def run(
     seconds: float,
     codecs: list[str],
     baselines: dict[str, Baseline] | None = None,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()  # load average before our own load
     with server_dsn() as admin:
-        measured = asyncio.run(relay_session(admin, calls_list, seconds, codecs, baselines))
+        measured = asyncio.run(
+            relay_session(admin, calls_list, seconds, codecs, baselines, keep_going)
+        )
     rows = measured["rows"]
     targets = evaluate_targets(rows, measured["idle"])
     data = {
@@ -321,6 +327,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_keep_going(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="measure every N even after one broke (the ratios still compare)",
+    )
+
+
 def parse_baseline(text: str) -> tuple[str, Baseline]:
     name, _, rest = text.partition("=")
     path, *settings = rest.split(",")
@@ -340,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.relay", description=__doc__.split("\n")[0]
     )
     add_arguments(parser)
+    add_keep_going(parser)
     parser.add_argument(
         "--profile", type=int, metavar="CALLS", help="profile the server under CALLS calls"
     )
@@ -353,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(json.dumps(summary, indent=2))
         return
-    run(args.calls, args.seconds, codecs_of(args.codec), dict(args.baseline))
+    run(args.calls, args.seconds, codecs_of(args.codec), dict(args.baseline), args.keep_going)
 
 
 if __name__ == "__main__":
