@@ -24,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench.calls import DELTA_PREFIX, FRAME_S, MAX_SIZE, audio_body, frame_text
 from bench.common import summary_ms
-from bench.relay import http_get
+from bench.processes import http_get
 from protocol import realtime as p
 
 ROUND_TIMEOUT_S = 10.0

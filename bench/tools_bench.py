@@ -43,7 +43,9 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from bench.relay import MODEL_QUERY, parse_calls, print_targets, start_server, wait_model_idle
+from bench.processes import MODEL_QUERY, start_server, wait_model_idle
+from bench.relay import parse_calls
+from bench.targets import print_targets
 from bench.tool_callers import run_callers
 from bench.tool_model import serve_fake_model
 
