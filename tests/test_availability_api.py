@@ -104,6 +104,12 @@ async def test_put_replaces_the_keys_given_and_answers_the_whole_profile(client)
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"max_party_size": 0}, "max_party_size"),
         ({"hours": {"mon": [["25:00", "26:00"]]}}, "hours.mon.0.0"),
+        ({"name": "Bistro\u0000"}, "name"),  # jsonb cannot store NUL: refused, not a 500
+        (
+            {"closures": [{"from": "2030-01-01", "to": "2030-01-02", "reason": "\u0000"}]},
+            "closures.0.reason",
+        ),
+        ({"tables": [{"name": "T\u0000", "seats": 2}]}, "tables.0.name"),
     ],
 )
 async def test_put_refuses_bad_profiles_naming_the_field(client, body, field):

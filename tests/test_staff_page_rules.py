@@ -9,6 +9,7 @@ Each test starts from the default profile (`always`) and puts back the default a
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,8 +69,9 @@ async def add_form(page: Any, name: str, phone: str, day: str, time: str | None 
 
 
 def keep_for_docs(name: str) -> None:
-    """The screenshots in docs/staff-book.md are the ones these tests take."""
-    if DOCS_IMG.is_dir():
+    """The screenshots in docs/staff-book.md are the ones these tests take. With
+    `UPDATE_DOCS_SCREENSHOTS=1` a run refreshes them; otherwise a test run leaves the tree clean."""
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1" and DOCS_IMG.is_dir():
         shutil.copyfile(ARTIFACTS / name, DOCS_IMG / name)
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -58,6 +59,15 @@ Day = Annotated[dt.date, BeforeValidator(parse_iso_date), PlainSerializer(lambda
 Count = Annotated[int, Field(strict=True)]
 
 
+def _storable(value: str) -> str:
+    if "\x00" in value:  # the profile is jsonb, which cannot hold \u0000: a 422, not a 500
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 class Closure(BaseModel):
     """Whole days closed, both ends included."""
 
@@ -65,7 +75,7 @@ class Closure(BaseModel):
 
     start: Day = Field(alias="from")
     end: Day = Field(alias="to")
-    reason: str = Field("", max_length=200)
+    reason: Text = Field("", max_length=200)
 
     @model_validator(mode="after")
     def _ordered(self) -> Closure:
@@ -80,7 +90,7 @@ class Closure(BaseModel):
 class Table(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=40)
+    name: Text = Field(min_length=1, max_length=40)
     seats: Count = Field(ge=1, le=MAX_PARTY)
     min_party: Count = Field(1, ge=1, le=MAX_PARTY)
 
@@ -98,7 +108,7 @@ class RestaurantProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("Luma Bistro", min_length=1, max_length=100)
+    name: Text = Field("Luma Bistro", min_length=1, max_length=100)
     availability: Literal["always", "rules"] = "always"
     timezone: str = "Asia/Singapore"
     slot_minutes: Count = Field(15, ge=5, le=120)
@@ -107,7 +117,7 @@ class RestaurantProfile(BaseModel):
     covers_per_slot: Count | None = Field(None, ge=1, le=10_000)
     dining_minutes: dict[str, Count] = Field(default_factory=lambda: {"2": 90, "4": 120, "8": 150})
     tables: list[Table] = Field(default_factory=list, max_length=200)
-    combinations: list[list[str]] = Field(default_factory=list, max_length=200)
+    combinations: list[list[Text]] = Field(default_factory=list, max_length=200)
     max_party_size: Count = Field(MAX_PARTY, ge=1, le=MAX_PARTY)
     min_lead_minutes: Count = Field(0, ge=0, le=60 * 24 * 30)
     max_days_ahead: Count = Field(365, ge=0, le=3650)
