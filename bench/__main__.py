@@ -53,6 +53,7 @@ def main() -> None:
         ],
     )
     relay.add_arguments(parser)
+    relay.add_keep_going(parser)
     parser.add_argument(
         "--tool-calls", type=relay.parse_calls, default=list(tools_bench.DEFAULT_CALLS)
     )
@@ -67,9 +68,15 @@ def main() -> None:
     if args.suite in ("all", "store"):
         store.main()
     if args.suite in ("all", "relay"):
-        relay.run(args.calls, args.seconds, relay.codecs_of(args.codec))
+        relay.run(
+            args.calls,
+            args.seconds,
+            relay.codecs_of(args.codec),
+            dict(args.baseline),
+            args.keep_going,
+        )
     if args.suite in ("all", "phone"):
-        phone.run(args.phone_calls, args.seconds, args.greetings)
+        phone.run(args.phone_calls, args.seconds, args.greetings, dict(args.baseline))
     if args.suite in ("all", "tools"):
         tools_bench.run(args.tool_calls, audio=not args.no_audio)
     if args.suite in ("all", "integrity"):
@@ -83,6 +90,7 @@ def main() -> None:
             args.speech_repeat,
             args.asr_workers,
             args.reply_budget_s,
+            args,
         )
     if args.suite in ("all", "records"):
         records_bench.run(100, args.seconds, 3)

@@ -55,19 +55,33 @@ def frame_text(body: str, call: int, seq: int) -> str:
     return f"{APPEND_HEAD}{header}{body}{APPEND_TAIL}"
 
 
-def parse_delta(text: str) -> tuple[int, int] | None:
-    """(call index, sequence number) named by an echoed delta, else None."""
-    at = text.find(DELTA_KEY)
+def parse_delta(text: str, frame_bytes: int) -> list[tuple[int, int]]:
+    """(call index, sequence number) of each frame an echoed delta carries (none: unmatched)."""
+    return frames_in_payload(text, DELTA_KEY, frame_bytes)
+
+
+def frames_in_payload(text: str, key: str, frame_bytes: int) -> list[tuple[int, int]]:
+    """The frames named in the base64 value after `key`: one, or several where the relay
+    coalesced audio (each frame starts with its own header, every `frame_bytes` bytes)."""
+    at = text.find(key)
     if at < 0:
-        return None
-    at += len(DELTA_KEY)
+        return []
+    at += len(key)
+    end = text.find('"', at)
     try:
-        magic, call, seq = HEADER.unpack(base64.b64decode(text[at : at + HEADER_CHARS]))
+        if (end - at) * 3 // 4 <= frame_bytes:  # one frame: decode its header only
+            data = base64.b64decode(text[at : at + HEADER_CHARS])
+        else:
+            data = base64.b64decode(text[at:end])
+        named = []
+        for offset in range(0, len(data), frame_bytes):
+            magic, call, seq = HEADER.unpack_from(data, offset)
+            if magic != MAGIC:
+                return []
+            named.append((call, seq))
     except (binascii.Error, struct.error, ValueError):
-        return None
-    if magic != MAGIC:
-        return None
-    return call, seq
+        return []
+    return named
 
 
 class Run:
@@ -84,7 +98,8 @@ class Run:
         self.sent_in_window = 0
         self.echoed_in_window = 0
         self.frames_in = 0  # appends sent during the window
-        self.frames_out = 0  # deltas received during the window
+        self.frames_out = 0  # frames echoed during the window (a message may carry several)
+        self.messages_out = 0  # audio messages received during the window
         self.out_of_order = 0
         self.duplicates = 0
         self.misrouted = 0
@@ -96,7 +111,18 @@ class Run:
 
 
 class Call:
-    __slots__ = ("error", "index", "last_seq", "phase", "ready", "received", "run", "sent", "ws")
+    __slots__ = (
+        "error",
+        "frame_bytes",
+        "index",
+        "last_seq",
+        "phase",
+        "ready",
+        "received",
+        "run",
+        "sent",
+        "ws",
+    )
 
     def __init__(self, run: Run, index: int):
         self.run = run
@@ -108,6 +134,7 @@ class Call:
         self.ready = asyncio.Event()
         self.error: str | None = None
         self.phase = (index * GOLDEN) % 1.0 * FRAME_S
+        self.frame_bytes = CODEC_FRAME_BYTES[run.args.codec]
 
     async def open(self, start_at: float) -> None:
         args = self.run.args
@@ -179,13 +206,15 @@ class Call:
                     if isinstance(message, str) and message.startswith('{"type":"error"'):
                         run.errors["error_event"] += 1
                     continue
+                named = parse_delta(message, self.frame_bytes)
                 if run.window_start <= now < run.window_end:
-                    run.frames_out += 1
-                named = parse_delta(message)
-                if named is None:
+                    run.frames_out += len(named) or 1
+                    run.messages_out += 1
+                if not named:
                     run.late_or_unmatched += 1
                     continue
-                self.echoed(named, now)
+                for frame in named:
+                    self.echoed(frame, now)
         except ConnectionClosed:
             if _now() < run.stop_at:  # not while we hang up ourselves
                 self.fail("closed_by_server")

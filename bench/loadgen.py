@@ -189,6 +189,7 @@ async def stream_run(args: argparse.Namespace) -> dict[str, Any]:
         "unmatched": run.late_or_unmatched,
         "frames_in": run.frames_in,
         "frames_out": run.frames_out,
+        "messages_out": run.messages_out,
         "latency": summary_ms(run.latencies) if run.latencies else None,
         "send_lag": _lag_summary(run.send_lags),
         "cpu_s": {name: round(sum(cpu1[name]) - sum(cpu0[name]), 4) for name in cpu0},

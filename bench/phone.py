@@ -57,14 +57,14 @@ from bench.common import (
     write_results,
 )
 from bench.phoneload import MEDIA_PREFIX, MULAW_BYTES_PER_MS, PAYLOAD_KEY, start_messages
-from bench.relay import (
+from bench.processes import (
     MODEL_QUERY,
-    broke,
     run_loadgen,
     start_echo_model,
     start_server,
     wait_model_idle,
 )
+from bench.relay import Baseline, broke
 
 DEFAULT_CALLS = (50, 100, 200)
 DEFAULT_SECONDS = 15.0
@@ -111,6 +111,14 @@ def row(target: str, calls: int, result: dict[str, Any]) -> dict[str, Any]:
         "cpu_us_per_msg": round(cpu / (messages_in + messages_out) * 1e6, 1)
         if cpu is not None and messages_in + messages_out
         else None,
+        # per relayed audio message: a 20 ms frame in plus its echo out (as on the byte proxy,
+        # where every message is one); marks, and frames merged into one message, not counted
+        "cpu_us_per_frame": round(cpu / (result["frames_in"] + result["frames_out"]) * 1e6, 1)
+        if cpu is not None and result["frames_in"] + result["frames_out"]
+        else None,
+        "msgs_out_per_frame": round(messages_out / result["frames_out"], 2)
+        if result["frames_out"]
+        else None,
         "loadgen_cpu_pct": result["loadgen_cpu_pct"],
         "machine_busy_pct": result.get("machine_busy_pct"),
         "unmatched": result["unmatched"],
@@ -139,6 +147,12 @@ def compare(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     )
     out["phone_cpu_per_msg_vs_floor"] = ratio(phone["cpu_us_per_msg"], floor["cpu_us_per_msg"])
     out["browser_cpu_per_msg_vs_floor"] = ratio(browser["cpu_us_per_msg"], floor["cpu_us_per_msg"])
+    for name, r in rows.items():  # the target's figure: per relayed audio message
+        if name not in ("direct", "floor", "phone-60ms"):
+            out[f"{name}_cpu_per_frame_vs_floor"] = ratio(
+                r["cpu_us_per_frame"], floor["cpu_us_per_frame"]
+            )
+            out[f"{name}_added_p99_ms"] = minus(r["p99_ms"], direct["p99_ms"])
     coalesced = rows.get("phone-60ms")
     if coalesced is not None:
         out["phone_60ms_vs_20ms_cpu_per_call_s"] = ratio(
@@ -152,10 +166,11 @@ def compare(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 async def load_session(
-    dsn: str, calls_list: list[int], seconds: float
+    dsn: str, calls_list: list[int], seconds: float, baselines: dict[str, Baseline] | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     model, model_port = await start_echo_model()
     proxy = server = None
+    others: list[asyncio.subprocess.Process] = []
     try:
         proxy, proxy_port = await spawn_listening(
             "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
@@ -168,22 +183,39 @@ async def load_session(
             "floor": f"ws://127.0.0.1:{proxy_port}{MODEL_QUERY}",
         }
         server_pids = {"server": server.pid, "model": model.pid}
-        plans: list[tuple[str, str, dict[str, int], tuple[str, ...]]] = [
+        Plan = tuple[str, str, dict[str, int], tuple[str, ...]]
+        relays: list[Plan] = [  # the server's paths (ours, then each baseline's)
             ("phone", urls["phone"], server_pids, ("--twilio",)),
             ("browser", urls["browser"], server_pids, ()),
+        ]
+        plans: list[Plan] = [  # the references
             ("direct", urls["direct"], {"model": model.pid}, ()),
             ("floor", urls["floor"], {"proxy": proxy.pid, "model": model.pid}, ()),
-            ("phone-60ms", urls["phone"], server_pids, ("--twilio", "--frame-ms", "60")),
         ]
+        for name, (root, env) in (baselines or {}).items():  # the same paths on another tree
+            other, other_port = await start_server(
+                dsn, model_port, extra_env={**QUIET_CALLERS_WELCOME, **env}, root=root
+            )
+            others.append(other)
+            pids = {"server": other.pid, "model": model.pid}
+            base = f"ws://127.0.0.1:{other_port}"
+            # the phone path only: `bench relay --baseline` compares the browser path
+            relays.append((f"phone@{name}", f"{base}{STREAM_PATH}", pids, ("--twilio",)))
+            await run_loadgen(f"{base}{STREAM_PATH}", 2, seconds=1.0, extra=("--twilio",))
+        if not baselines:  # the stand-in for coalescing, from before the server coalesced
+            plans.append(
+                ("phone-60ms", urls["phone"], server_pids, ("--twilio", "--frame-ms", "60"))
+            )
         print(f"phone bench: server pid {server.pid} on :{port}, echo model pid {model.pid}")
         await run_loadgen(urls["phone"], 2, seconds=1.0, warmup=0.2, extra=("--twilio",))
         await wait_model_idle(model_port)
         rows: list[dict[str, Any]] = []
         comparisons: list[dict[str, Any]] = []
         raw: list[dict[str, Any]] = []
-        for calls in calls_list:
+        for index, calls in enumerate(calls_list):
             by_target: dict[str, dict[str, Any]] = {}
-            for target, url, pids, extra in plans:
+            # alternate who goes first: drift on a shared machine evens out
+            for target, url, pids, extra in (relays[::-1] if index % 2 else relays) + plans:
                 result = await run_loadgen(
                     url, calls, seconds=seconds, codec="g711", pids=pids, extra=extra
                 )
@@ -206,6 +238,8 @@ async def load_session(
             )
         return rows, comparisons, raw
     finally:
+        for other in others:
+            await stop(other)
         if server is not None:
             await stop(server)
         if proxy is not None:
@@ -307,20 +341,25 @@ COLUMNS = [
     "server_cpu_pct",
     "cpu_ms_per_call_s",
     "cpu_us_per_msg",
+    "cpu_us_per_frame",
+    "msgs_out_per_frame",
     "loadgen_cpu_pct",
     "machine_busy_pct",
 ]
 
 
 def run(
-    calls_list: list[int], seconds: float, greetings: int = DEFAULT_GREETINGS
+    calls_list: list[int],
+    seconds: float,
+    greetings: int = DEFAULT_GREETINGS,
+    baselines: dict[str, Baseline] | None = None,
 ) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()
 
     async def both(admin: str) -> tuple[Any, dict[str, Any]]:
         async with throwaway_database(admin) as dsn:
-            loads = await load_session(dsn, calls_list, seconds)
-            greeting = await greeting_session(dsn, greetings)
+            loads = await load_session(dsn, calls_list, seconds, baselines)
+            greeting = await greeting_session(dsn, greetings) if greetings else {}
         return loads, greeting
 
     with server_dsn() as admin:

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import struct
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from bench.calls import HEADER, HEADER_CHARS, MAGIC, MAX_SIZE, Call, _now
+from bench.calls import HEADER, MAGIC, MAX_SIZE, Call, _now, frames_in_payload
 
 if TYPE_CHECKING:
     from bench.calls import Run
@@ -84,17 +82,9 @@ def media_text(sid: str, payload_body: str, call: int, seq: int, frame_ms: int) 
     )
 
 
-def parse_media(text: str) -> tuple[int, int] | None:
-    """(call index, sequence number) named by a server `media` message, else None."""
-    at = text.find(PAYLOAD_KEY)
-    if at < 0:
-        return None
-    at += len(PAYLOAD_KEY)
-    try:
-        magic, call, seq = HEADER.unpack(base64.b64decode(text[at : at + HEADER_CHARS]))
-    except (binascii.Error, struct.error, ValueError):
-        return None
-    return (call, seq) if magic == MAGIC else None
+def parse_media(text: str, frame_bytes: int) -> list[tuple[int, int]]:
+    """(call index, sequence number) of each frame a server `media` message carries."""
+    return frames_in_payload(text, PAYLOAD_KEY, frame_bytes)
 
 
 class PhoneCall(Call):
@@ -105,6 +95,7 @@ class PhoneCall(Call):
     def __init__(self, run: Run, index: int):
         super().__init__(run, index)
         self.sid = stream_sid(index)
+        self.frame_bytes = run.args.frame_ms * MULAW_BYTES_PER_MS
         self.marks_in_window = 0  # marks received (and echoed) during the window
         self.media_in_window = 0  # media received during the window (matched or not)
         self.clears = 0
@@ -184,14 +175,16 @@ class PhoneCall(Call):
                     if message.startswith(CLEAR_PREFIX):
                         self.clears += 1
                     continue
+                named = parse_media(message, self.frame_bytes)
                 if in_window:
-                    run.frames_out += 1
+                    run.frames_out += len(named) or 1
+                    run.messages_out += 1
                     self.media_in_window += 1
-                named = parse_media(message)
-                if named is None:
+                if not named:
                     run.late_or_unmatched += 1
                     continue
-                self.echoed(named, now)
+                for frame in named:
+                    self.echoed(frame, now)
         except ConnectionClosed:
             if _now() < run.stop_at:
                 self.fail("closed_by_server")

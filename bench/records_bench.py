@@ -30,7 +30,13 @@ from typing import Any
 import asyncpg
 
 from bench.common import machine, server_dsn, stop, throwaway_database, write_results
-from bench.relay import MODEL_QUERY, run_loadgen, start_echo_model, start_server, wait_model_idle
+from bench.processes import (
+    MODEL_QUERY,
+    run_loadgen,
+    start_echo_model,
+    start_server,
+    wait_model_idle,
+)
 
 TARGET_PCT = 5.0
 OFF = {"CALL_RECORDS": "false", "METRICS": "false"}

@@ -51,20 +51,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import shutil
-import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.common import (
-    clean_env,
-    free_port,
     machine,
     print_table,
     server_dsn,
@@ -73,229 +67,45 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from server.settings import PROJECT_ROOT
+from bench.processes import (
+    DEFAULT_SECONDS,
+    GRACE_S,
+    MODEL_QUERY,
+    RAMP_PER_S,
+    WARMUP_S,
+    http_get,
+    run_loadgen,
+    spawn_server,
+    start_echo_model,
+    start_server,
+    wait_model_idle,
+)
+from bench.profile import profile
+from bench.relay_figures import (
+    COLUMNS,
+    LOSS_LIMIT_PCT,
+    P99_LIMIT_MS,
+    broke,
+    relay_figures,
+    relay_row_of,
+)
+from bench.targets import evaluate_targets, print_targets
+
+__all__ = [  # what the other benchmarks have imported from here
+    "MODEL_QUERY",
+    "broke",
+    "http_get",
+    "print_targets",
+    "run_loadgen",
+    "spawn_server",
+    "start_echo_model",
+    "start_server",
+    "wait_model_idle",
+]
 
 DEFAULT_CALLS = (1, 10, 50, 100, 200, 400)
-DEFAULT_SECONDS = 15.0
-RAMP_PER_S = 50.0
-WARMUP_S = 1.0
-GRACE_S = 2.0
-LOSS_LIMIT_PCT = 0.1
-P99_LIMIT_MS = 1000.0
-MODEL_QUERY = "/v1/realtime?model=gpt-realtime"
-
-TARGETS = {
-    "relay_added_p99_ms_at_50": 2.0,
-    "relay_added_p99_ms_at_200": 10.0,
-    "calls_without_loss": 200,
-    "cpu_us_per_relayed_message": 40.0,
-    "idle_kb_per_call": 200.0,
-}
-
-# --- processes --------------------------------------------------------------------------------
-
-
-async def http_get(port: int, path: str, timeout_s: float = 3.0) -> tuple[int, bytes]:
-    """A one-shot HTTP/1.1 GET on 127.0.0.1 (no client library: nothing to proxy)."""
-    async with asyncio.timeout(timeout_s):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-            writer.write(request.encode())
-            raw = await reader.read(-1)
-        finally:
-            writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return status, body
-
-
-async def start_echo_model(*extra: str) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m offline_model --port 0 --echo`; returns the process and its port."""
-    return await spawn_listening(
-        "the echo model", "-m", "offline_model", "--port", "0", "--echo", *extra
-    )
-
-
-async def start_server(
-    dsn: str,
-    model_port: int,
-    *,
-    max_sessions: int = 1000,
-    wrap: list[str] | None = None,
-    extra_env: dict[str, str] | None = None,
-) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` against the local model (`extra_env`: more environment variables);
-    waits for /healthz. Returns process, port."""
-    port = free_port()
-    env = clean_env(
-        OPENAI_BASE_URL=f"http://127.0.0.1:{model_port}/v1",
-        DATABASE_URL=dsn,
-        MAX_SESSIONS=str(max_sessions),
-        LOG_LEVEL="warning",
-        HOST="127.0.0.1",
-        PORT=str(port),
-        **(extra_env or {}),
-    )
-    return await spawn_server(env, port, wrap)
-
-
-async def spawn_server(
-    env: dict[str, str], port: int, wrap: list[str] | None = None
-) -> tuple[asyncio.subprocess.Process, int]:
-    """`python -m server` with `env` (listening on `port`), once /healthz answers 200."""
-    process = await asyncio.create_subprocess_exec(
-        *(wrap or []), sys.executable, "-m", "server", cwd=PROJECT_ROOT, env=env
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"the server exited during start-up ({process.returncode})")
-        with contextlib.suppress(OSError, TimeoutError, ValueError, IndexError):
-            status, _ = await http_get(port, "/healthz")
-            if status == 200:
-                return process, port
-        await asyncio.sleep(0.1)
-    await stop(process)
-    raise RuntimeError("the server did not become healthy within 60 s")
-
-
-async def wait_model_idle(model_port: int, within_s: float = 20.0) -> bool:
-    """Until the echo model has no session open (the relay closed every model socket)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, TimeoutError, ValueError):
-            status, body = await http_get(model_port, "/stats")
-            if status == 200 and json.loads(body)["sessions_active"] == 0:
-                return True
-        await asyncio.sleep(0.1)
-    return False
-
-
-async def run_loadgen(
-    url: str,
-    calls: int,
-    *,
-    seconds: float = DEFAULT_SECONDS,
-    codec: str = "pcm16",
-    pids: dict[str, int] | None = None,
-    idle: bool = False,
-    warmup: float = WARMUP_S,
-    extra: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """One `python -m bench.loadgen` process (`extra`: more of its options); its JSON line."""
-    argv = [
-        sys.executable,
-        "-m",
-        "bench.loadgen",
-        "--url",
-        url,
-        "--calls",
-        str(calls),
-        "--seconds",
-        str(seconds),
-        "--codec",
-        codec,
-        "--ramp",
-        str(RAMP_PER_S),
-        "--warmup",
-        str(warmup),
-        "--grace",
-        str(GRACE_S),
-    ]
-    if idle:
-        argv.append("--idle")
-    argv += extra
-    for name, pid in (pids or {}).items():
-        argv += ["--pid", f"{name}={pid}"]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT, env=clean_env()
-    )
-    budget = calls / RAMP_PER_S + warmup + (0 if idle else seconds) + GRACE_S + 60
-    try:
-        out, _ = await asyncio.wait_for(process.communicate(), budget)
-    except TimeoutError:
-        await stop(process, 5)
-        raise RuntimeError(f"load generator did not finish within {budget:.0f}s") from None
-    if process.returncode != 0:
-        raise RuntimeError(f"load generator failed ({process.returncode})")
-    return json.loads(out.decode().strip().splitlines()[-1])
-
 
 # --- one benchmark session --------------------------------------------------------------------
-
-
-def broke(result: dict[str, Any]) -> str | None:
-    """Why a streaming run counts as broken, or None."""
-    if result["connected"] < result["calls"]:
-        return f"{result['calls'] - result['connected']} calls did not connect"
-    if not result["frames_sent"]:
-        return "no frames sent"
-    if result["loss_pct"] > LOSS_LIMIT_PCT:
-        return f"{result['loss_pct']}% frames lost"
-    if result["latency"] is None or result["latency"]["p99_ms"] > P99_LIMIT_MS:
-        return "p99 over 1 s"
-    return None
-
-
-def _row(codec: str, calls: int, target: str, result: dict[str, Any]) -> dict[str, Any]:
-    latency = result["latency"] or {}
-    lag = result["send_lag"] or {}
-    return {
-        "codec": codec,
-        "calls": calls,
-        "target": target,
-        "connected": result["connected"],
-        "p50_ms": latency.get("p50_ms"),
-        "p90_ms": latency.get("p90_ms"),
-        "p99_ms": latency.get("p99_ms"),
-        "max_ms": latency.get("max_ms"),
-        "frames_sent": result["frames_sent"],
-        "frames_lost": result["frames_lost"],
-        "loss_pct": result["loss_pct"],
-        "out_of_order": result["out_of_order"],
-        "model_cpu_pct": _pct(result["cpu_s"].get("model"), result["window_s"]),
-        "loadgen_cpu_pct": result["loadgen_cpu_pct"],
-        "send_lag_p99_ms": lag.get("p99_ms"),
-        "machine_busy_pct": result.get("machine_busy_pct"),
-        "server_rq_wait_pct": (result.get("run_queue_wait_pct") or {}).get("server"),
-        "broke": broke(result),
-    }
-
-
-def _pct(cpu_s: float | None, window_s: float) -> float | None:
-    return None if cpu_s is None or not window_s else round(100 * cpu_s / window_s, 1)
-
-
-def relay_figures(
-    relay: dict[str, Any],
-    direct: dict[str, Any],
-    floor: dict[str, Any],
-    calls: int,
-    idle_kb: float | None,
-) -> dict[str, Any]:
-    """Relay minus direct, and the server's CPU and memory figures."""
-    out: dict[str, Any] = {}
-    if relay["latency"] and direct["latency"]:
-        for q in ("p50", "p99"):
-            r, d = relay["latency"][f"{q}_ms"], direct["latency"][f"{q}_ms"]
-            out[f"added_{q}_ms"] = round(r - d, 3)
-            out[f"ratio_{q}"] = round(r / d, 2) if d > 0 else None
-    cpu = relay["cpu_s"].get("server")
-    window = relay["window_s"]
-    messages = relay["frames_in"] + relay["frames_out"]
-    if cpu is not None and window > 0:
-        out["server_cpu_pct"] = _pct(cpu, window)
-        out["cpu_s_per_call_s"] = round(cpu / (calls * window), 5)
-        out["cpu_us_per_msg"] = round(cpu / messages * 1e6, 1) if messages else None
-    floor_cpu = floor["cpu_s"].get("proxy")
-    floor_messages = floor["frames_in"] + floor["frames_out"]
-    if floor_cpu and floor_messages:
-        out["floor_cpu_us_per_msg"] = round(floor_cpu / floor_messages * 1e6, 1)
-        if out.get("cpu_us_per_msg"):
-            out["cpu_vs_floor"] = round(out["cpu_us_per_msg"] / out["floor_cpu_us_per_msg"], 2)
-    out["idle_kb_per_call"] = idle_kb
-    return out
 
 
 async def measure_idle(
@@ -326,304 +136,134 @@ async def measure_idle(
     return out
 
 
+Servers = dict[str, tuple[int, int]]  # target name -> (pid, port): ours, then baselines
+Baseline = tuple[Path, dict[str, str]]  # a source tree, and settings for its server
+
+
 async def relay_session(
-    admin_dsn: str, calls_list: list[int], seconds: float, codecs: list[str]
+    admin_dsn: str,
+    calls_list: list[int],
+    seconds: float,
+    codecs: list[str],
+    baselines: dict[str, Baseline] | None = None,
+    keep_going: bool = False,
 ) -> dict[str, Any]:
+    """The echo model, the byte proxy, our server and one server per baseline tree."""
     async with throwaway_database(admin_dsn) as dsn:
         model, model_port = await start_echo_model()
         proxy = None
+        started: list[asyncio.subprocess.Process] = []
         try:
             proxy, proxy_port = await spawn_listening(
                 "the byte proxy", "-m", "bench.byteproxy", "--upstream", str(model_port)
             )
-            server, port = await start_server(dsn, model_port)
-            try:
-                floor = (proxy.pid, proxy_port)
-                return await _measure(
-                    server.pid, port, model.pid, model_port, floor, calls_list, seconds, codecs
+            servers: Servers = {}
+            for name, baseline in {"relay": None, **(baselines or {})}.items():
+                target = name if baseline is None else f"relay@{name}"
+                process, port = await (
+                    start_server(dsn, model_port)
+                    if baseline is None
+                    else start_server(dsn, model_port, root=baseline[0], extra_env=baseline[1])
                 )
-            finally:
-                await stop(server)
+                started.append(process)
+                servers[target] = (process.pid, port)
+            floor = (proxy.pid, proxy_port)
+            return await _measure(
+                servers, model.pid, model_port, floor, calls_list, seconds, codecs, keep_going
+            )
         finally:
+            for process in started:
+                await stop(process)
             if proxy is not None:
                 await stop(proxy)
             await stop(model)
 
 
 async def _measure(
-    server_pid: int,
-    port: int,
+    servers: Servers,
     model_pid: int,
     model_port: int,
     floor: tuple[int, int],
     calls_list: list[int],
     seconds: float,
     codecs: list[str],
+    keep_going: bool = False,
 ) -> dict[str, Any]:
+    server_pid, port = servers["relay"]
     relay_url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
     direct_url = f"ws://127.0.0.1:{model_port}{MODEL_QUERY}"
     proxy_pid, proxy_port = floor
     floor_url = f"ws://127.0.0.1:{proxy_port}{MODEL_QUERY}"
-    print(
-        f"relay bench: server pid {server_pid} on :{port}, echo model pid {model_pid}", flush=True
-    )
+    print(f"relay bench: servers {servers}, echo model pid {model_pid}", flush=True)
     idle = await measure_idle(relay_url, model_port, server_pid, calls_list)
     for calls, figures in idle.items():
         print(f"  idle {calls:4d} calls: {figures['kb_per_call']} KB per call", flush=True)
+    for name, (_pid, other_port) in servers.items():  # warm every server up the same way
+        if name != "relay":
+            await run_loadgen(f"ws://127.0.0.1:{other_port}{MODEL_QUERY}", 2, seconds=1.0)
+            await wait_model_idle(model_port)
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
     broke_at: dict[str, dict[str, Any]] = {}
     for codec in codecs:
-        for calls in calls_list:
+        for index, calls in enumerate(calls_list):
+            relays = [
+                (name, f"ws://127.0.0.1:{p}{MODEL_QUERY}", {"server": pid, "model": model_pid})
+                for name, (pid, p) in servers.items()
+            ]
+            if index % 2:  # alternate who goes first: drift on a shared machine evens out
+                relays.reverse()
             runs = {}
-            for target, url, pids in (
-                ("relay", relay_url, {"server": server_pid, "model": model_pid}),
+            plans = [
+                *relays,
                 ("direct", direct_url, {"model": model_pid}),
                 ("floor", floor_url, {"proxy": proxy_pid, "model": model_pid}),
-            ):
+            ]
+            for target, url, pids in plans:
                 result = await run_loadgen(url, calls, seconds=seconds, codec=codec, pids=pids)
                 runs[target] = result
                 raw.append({"codec": codec, "target": target, **result})
                 await wait_model_idle(model_port)
                 await asyncio.sleep(0.5)
-            relay_row = _row(codec, calls, "relay", runs["relay"])
-            relay_row.update(
-                relay_figures(
-                    runs["relay"], runs["direct"], runs["floor"], calls, idle[calls]["kb_per_call"]
+            for name in servers:
+                row = relay_row_of(codec, calls, name, runs[name])
+                kb = idle[calls]["kb_per_call"] if name == "relay" else None
+                row.update(relay_figures(runs[name], runs["direct"], runs["floor"], calls, kb))
+                rows.append(row)
+                print(
+                    f"  {codec} {calls:4d} calls {name}: p50/p99"
+                    f" {row['p50_ms']}/{row['p99_ms']} ms (added p99 {row.get('added_p99_ms')}),"
+                    f" lost {row['frames_lost']}, server CPU {row.get('server_cpu_pct')}%,"
+                    f" {row.get('cpu_us_per_msg')} us/msg"
+                    f" ({row.get('cpu_vs_floor')}x the byte proxy's),"
+                    f" machine busy {row.get('machine_busy_pct')}%",
+                    flush=True,
                 )
-            )
-            direct_row = _row(codec, calls, "direct", runs["direct"])
-            floor_row = _row(codec, calls, "floor", runs["floor"])
-            rows += [relay_row, direct_row, floor_row]
-            print(
-                f"  {codec} {calls:4d} calls: relay p50/p99"
-                f" {relay_row['p50_ms']}/{relay_row['p99_ms']} ms,"
-                f" direct {direct_row['p50_ms']}/{direct_row['p99_ms']} ms,"
-                f" lost {relay_row['frames_lost']}, server CPU {relay_row.get('server_cpu_pct')}%,"
-                f" {relay_row.get('cpu_us_per_msg')} us/msg"
-                f" ({relay_row.get('cpu_vs_floor')}x the byte proxy's)",
-                flush=True,
-            )
+            rows += [relay_row_of(codec, calls, t, runs[t]) for t in ("direct", "floor")]
+            relay_row = next(r for r in rows[-2 - len(servers) :] if r["target"] == "relay")
             if relay_row["broke"]:
                 broke_at[codec] = {"calls": calls, "why": relay_row["broke"]}
                 print(f"  {codec}: the relay broke at {calls} calls ({relay_row['broke']})")
-                break
+                if not keep_going:  # else: on, for the ratios (a shared machine breaks it too)
+                    break
     return {"rows": rows, "idle": list(idle.values()), "broke_at": broke_at, "raw": raw}
-
-
-# --- targets ----------------------------------------------------------------------------------
-
-
-def evaluate_targets(rows: list[dict[str, Any]], idle: list[dict[str, Any]]) -> dict[str, Any]:
-    relay = {r["calls"]: r for r in rows if r["target"] == "relay" and r["codec"] == "pcm16"}
-    out: dict[str, Any] = {}
-
-    def check(name: str, value: Any, met: bool | None, note: str) -> None:
-        out[name] = {"target": TARGETS[name], "value": value, "met": met, "how": note}
-
-    for calls in (50, 200):
-        name = f"relay_added_p99_ms_at_{calls}"
-        value = relay.get(calls, {}).get("added_p99_ms")
-        met = None if value is None else value <= TARGETS[name]
-        check(name, value, met, f"relay p99 - direct p99, PCM16, {calls} calls; <= target")
-    clean = 0
-    for calls in sorted(relay):
-        row = relay[calls]
-        if row["frames_lost"] == 0 and not row["broke"]:
-            clean = calls
-        else:
-            break
-    check(
-        "calls_without_loss",
-        clean,
-        clean >= TARGETS["calls_without_loss"] if relay else None,
-        "largest N (PCM16) such that it and every smaller N lost no frame; >= target",
-    )
-    per_msg: dict[int, float] = {
-        c: r["cpu_us_per_msg"]
-        for c, r in relay.items()
-        if 10 <= c <= 200 and r.get("cpu_us_per_msg") is not None
-    }
-    worst = max(per_msg.values()) if per_msg else None
-    check(
-        "cpu_us_per_relayed_message",
-        {"worst": worst, "by_calls": per_msg},
-        None if worst is None else worst <= TARGETS["cpu_us_per_relayed_message"],
-        "server CPU / (appends in + deltas out), worst over 10..200 calls; <= target",
-    )
-    measured = [i for i in idle if i["kb_per_call"] is not None]
-    largest = max(measured, key=lambda i: i["calls"]) if measured else None
-    value = largest["kb_per_call"] if largest else None
-    check(
-        "idle_kb_per_call",
-        {"value": value, "at_calls": largest["calls"] if largest else None},
-        None if value is None else value < TARGETS["idle_kb_per_call"],
-        "(RSS with N idle calls - RSS with 0) / N at the largest N; < target",
-    )
-    return out
-
-
-# --- profile ----------------------------------------------------------------------------------
-
-
-def _frame_owner(frame: str) -> str:
-    """Which code a py-spy frame ('func (path:line)') belongs to."""
-    path = frame[frame.rfind("(") + 1 :]
-    if frame.startswith(("Runner.run ", "BaseEventLoop.run_until_complete ", "run ")):
-        return "event loop (uvloop, C)"  # time inside uvloop's C code shows up here
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].split(".", 1)[0]
-    for ours in ("/server/", "/tools/"):
-        if ours in path and "site-packages" not in path:
-            return "OURS " + ours.strip("/")
-    if "/asyncio/" in path:
-        return "stdlib asyncio"
-    if "/lib/python" in path:
-        return "stdlib"
-    return "other"
-
-
-def summarise_collapsed(text: str, top: int = 25) -> dict[str, Any]:
-    """Self time by package and by function, and inclusive time of our functions."""
-    by_owner: Counter[str] = Counter()
-    self_fn: Counter[str] = Counter()
-    inclusive_ours: Counter[str] = Counter()
-    inclusive_owner: Counter[str] = Counter()
-    total = 0
-    for line in text.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
-        frames = [f for f in frames if not f.startswith("thread ")]
-        if not frames:
-            continue
-        total += count
-        leaf = frames[-1]
-        by_owner[_frame_owner(leaf)] += count
-        self_fn[leaf] += count
-        seen_fn = set()
-        seen_owner = set()
-        for frame in frames:
-            owner = _frame_owner(frame)
-            if owner not in seen_owner:
-                seen_owner.add(owner)
-                inclusive_owner[owner] += count
-            if owner.startswith("OURS") and frame not in seen_fn:
-                seen_fn.add(frame)
-                inclusive_ours[frame] += count
-
-    def pct(counter: Counter[str], n: int) -> list[tuple[str, float]]:
-        return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)] if total else []
-
-    return {
-        "samples": total,
-        "self_pct_by_package": pct(by_owner, 20),
-        "inclusive_pct_by_package": pct(inclusive_owner, 20),
-        "self_pct_top_functions": pct(self_fn, top),
-        "inclusive_pct_our_functions": pct(inclusive_ours, top),
-    }
-
-
-async def profile(admin_dsn: str, calls: int, seconds: float, codec: str) -> dict[str, Any]:
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
-    if spy is None:
-        raise SystemExit("py-spy is not installed: `.venv/bin/pip install py-spy`")
-    out_raw = Path("/tmp") / f"relay-profile-{calls}.txt"
-    out_svg = Path("/tmp") / f"relay-profile-{calls}.svg"
-    async with throwaway_database(admin_dsn) as dsn:
-        model, model_port = await start_echo_model()
-        try:
-            server, port = await start_server(dsn, model_port)
-            try:
-                url = f"ws://127.0.0.1:{port}{MODEL_QUERY}"
-                await run_loadgen(url, 2, seconds=1.0, warmup=0.2)
-                await wait_model_idle(model_port)
-                load = asyncio.create_task(
-                    run_loadgen(
-                        url, calls, seconds=seconds, codec=codec, pids={"server": server.pid}
-                    )
-                )
-                # Sample only the steady part: after the ramp and the warm-up.
-                await asyncio.sleep(calls / RAMP_PER_S + WARMUP_S + 1.0)
-                half = max(1, (int(seconds) - 2) // 2)  # collapsed stacks, then the flamegraph
-                results = {}
-                for fmt, path in (("raw", out_raw), ("flamegraph", out_svg)):
-                    spy_process = await asyncio.create_subprocess_exec(
-                        spy,
-                        "record",
-                        "--pid",
-                        str(server.pid),
-                        "--duration",
-                        str(half),
-                        "--rate",
-                        "250",
-                        "--format",
-                        fmt,
-                        "--output",
-                        str(path),
-                        "--nonblocking",
-                        "--full-filenames",
-                        stdout=asyncio.subprocess.DEVNULL,
-                        stderr=asyncio.subprocess.DEVNULL,
-                    )
-                    results[fmt] = await asyncio.wait_for(spy_process.wait(), half + 30)
-                load_result = await load
-            finally:
-                await stop(server)
-        finally:
-            await stop(model)
-    if not out_raw.exists():
-        raise SystemExit(f"py-spy produced nothing (exit codes {results}); ptrace allowed?")
-    summary = summarise_collapsed(out_raw.read_text())
-    summary.update(
-        {
-            "calls": calls,
-            "codec": codec,
-            "collapsed_stacks": str(out_raw),
-            "flamegraph": str(out_svg),
-            "load": {k: load_result[k] for k in ("connected", "frames_lost", "latency", "cpu_s")},
-        }
-    )
-    return summary
 
 
 # --- entry points -----------------------------------------------------------------------------
 
-COLUMNS = [
-    "codec",
-    "calls",
-    "target",
-    "p50_ms",
-    "p90_ms",
-    "p99_ms",
-    "max_ms",
-    "frames_sent",
-    "frames_lost",
-    "out_of_order",
-    "added_p50_ms",
-    "added_p99_ms",
-    "ratio_p50",
-    "ratio_p99",
-    "server_cpu_pct",
-    "cpu_s_per_call_s",
-    "cpu_us_per_msg",
-    "floor_cpu_us_per_msg",
-    "cpu_vs_floor",
-    "idle_kb_per_call",
-    "model_cpu_pct",
-    "loadgen_cpu_pct",
-    "send_lag_p99_ms",
-    "machine_busy_pct",
-    "server_rq_wait_pct",
-]
 
-
-def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, Any]:
+def run(
+    calls_list: list[int],
+    seconds: float,
+    codecs: list[str],
+    baselines: dict[str, Baseline] | None = None,
+    keep_going: bool = False,
+) -> dict[str, Any]:
     started, at_start = time.monotonic(), machine()  # load average before our own load
     with server_dsn() as admin:
-        measured = asyncio.run(relay_session(admin, calls_list, seconds, codecs))
+        measured = asyncio.run(
+            relay_session(admin, calls_list, seconds, codecs, baselines, keep_going)
+        )
     rows = measured["rows"]
     targets = evaluate_targets(rows, measured["idle"])
     data = {
@@ -632,6 +272,7 @@ def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, A
             "calls": calls_list,
             "steady_window_s": seconds,
             "codecs": codecs,
+            "baselines": {name: [str(b[0]), b[1]] for name, b in (baselines or {}).items()},
             "ramp_calls_per_s": RAMP_PER_S,
             "warmup_s": WARMUP_S,
             "grace_s": GRACE_S,
@@ -660,16 +301,6 @@ def run(calls_list: list[int], seconds: float, codecs: list[str]) -> dict[str, A
     return data
 
 
-def print_targets(title: str, targets: dict[str, Any]) -> None:
-    print(f"\n{title}")
-    for name, t in targets.items():
-        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[t["met"]]
-        value = t["value"]
-        if isinstance(value, dict):
-            value = json.dumps(value)
-        print(f"  {verdict:12} {name}: {value} (target {t['target']}; {t['how']})")
-
-
 def parse_calls(text: str) -> list[int]:
     calls = sorted({int(x) for x in text.split(",") if x.strip()})
     if not calls or calls[0] < 1 or calls[-1] > 2000:
@@ -685,6 +316,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seconds", type=float, default=DEFAULT_SECONDS, help="steady window per run"
     )
     parser.add_argument("--codec", choices=["pcm16", "g711", "both"], default="pcm16")
+    parser.add_argument(
+        "--baseline",
+        type=parse_baseline,
+        action="append",
+        default=[],
+        metavar="NAME=PATH[,KEY=VALUE...]",
+        help="also run the server of another source tree (an earlier commit, unpacked), with "
+        "these settings, interleaved with ours in the same run; repeatable",
+    )
+
+
+def add_keep_going(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="measure every N even after one broke (the ratios still compare)",
+    )
+
+
+def parse_baseline(text: str) -> tuple[str, Baseline]:
+    name, _, rest = text.partition("=")
+    path, *settings = rest.split(",")
+    root = Path(path).resolve()
+    if not name or not (root / "server" / "__main__.py").exists():
+        raise argparse.ArgumentTypeError("expected NAME=PATH of a source tree with server/")
+    env = dict(setting.split("=", 1) for setting in settings if "=" in setting)
+    return name, (root, env)
 
 
 def codecs_of(choice: str) -> list[str]:
@@ -696,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m bench.relay", description=__doc__.split("\n")[0]
     )
     add_arguments(parser)
+    add_keep_going(parser)
     parser.add_argument(
         "--profile", type=int, metavar="CALLS", help="profile the server under CALLS calls"
     )
@@ -709,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(json.dumps(summary, indent=2))
         return
-    run(args.calls, args.seconds, codecs_of(args.codec))
+    run(args.calls, args.seconds, codecs_of(args.codec), dict(args.baseline), args.keep_going)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ from bench.common import (
     throwaway_database,
     write_results,
 )
-from bench.relay import parse_calls, run_loadgen, spawn_server, start_echo_model, start_server
+from bench.processes import run_loadgen, spawn_server, start_echo_model, start_server
+from bench.relay import parse_calls
 from offline_model.sip import SipCall, new_secret
 
 DEFAULT_CALLS = (1, 10, 50)

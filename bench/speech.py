@@ -16,6 +16,10 @@ many callers can talk to one offline-model process at once.
    (`transcription.failed`). N is "served" when no turn is refused, p95 speech end → reply stays
    under `--reply-budget-s` (default 2 s), and p95 stop lateness under 100 ms. CPU of the model
    process and its recogniser workers is read with psutil over the window.
+
+With `--matrix`, only the accuracy matrix instead (`bench/speech_matrix.py`): random numbers
+and names said by espeak-ng in 6 voices × 3 speeds, page and phone path, written into
+`docs/offline-speech.md`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import psutil
 from websockets.asyncio.client import connect
 
+from bench import speech_matrix
 from bench.common import machine, percentile, print_table, spawn_listening, stop, write_results
 from offline_model import asr_worker
 from offline_model.intents import parse
@@ -93,7 +98,7 @@ def recognition(repeat: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         seconds = len(pcm) / 2 / rate
         words = ""
         for _ in range(repeat):
-            words, cpu = asr_worker.decode(pcm, rate)
+            words, _, cpu = asr_worker.decode(pcm, rate)
             path = "phone 8 kHz u-law" if rate == 8_000 else "page 24 kHz"
             cost[path][0] += cpu
             cost[path][1] += seconds
@@ -285,8 +290,15 @@ def _row(calls: int, turns: Turns, cpu: float, window: float, budget_s: float) -
 
 
 def run(
-    calls_list: list[int], seconds: float, repeat: int, workers: int | None, budget_s: float
+    calls_list: list[int],
+    seconds: float,
+    repeat: int,
+    workers: int | None,
+    budget_s: float,
+    matrix: argparse.Namespace | None = None,
 ) -> dict[str, Any]:
+    if matrix is not None and matrix.matrix:
+        return speech_matrix.run(matrix.matrix_per_cell, matrix.matrix_seed, matrix.matrix_workers)
     rows, per_path = recognition(repeat)
     print_table(
         "Recognition per fixture (README 'Speech')",
@@ -339,6 +351,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speech-repeat", type=int, default=3, help="decodes per fixture")
     parser.add_argument("--asr-workers", type=int, default=None)
     parser.add_argument("--reply-budget-s", type=float, default=2.0)
+    parser.add_argument(
+        "--matrix", action="store_true", help="speech: the numbers/names accuracy matrix only"
+    )
+    parser.add_argument("--matrix-per-cell", type=int, default=20)
+    parser.add_argument("--matrix-seed", type=int, default=None)
+    parser.add_argument("--matrix-workers", type=int, default=2)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -351,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         args.speech_repeat,
         args.asr_workers,
         args.reply_budget_s,
+        args,
     )
 
 

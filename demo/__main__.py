@@ -1,5 +1,5 @@
-"""``python -m demo`` (``make demo``): a scripted call against a running server; see `demo.page`."""
+"""``python -m demo`` (``make demo``): a scripted call against a running server; see `demo.cli`."""
 
-from demo.page import main
+from demo.cli import main
 
 raise SystemExit(main())

@@ -16,8 +16,8 @@ It does what Twilio does when someone rings the restaurant's number, against a r
    call first by closing the stream.
 
 It exits 0 when the greeting arrived, the barge-in was cleared, the digits were answered and the
-call ended. `PhonePlayer` (the playback clock, pure) and `PhoneLog` (the lines and the verdict)
-hold no sockets, so their rules can be tested alone; `PhoneCall` is the I/O.
+call ended. This module is the I/O (`PhoneCall`) and the caller's script; the playback clock
+and the verdict are `demo.phone_log` (pure), the webhook and its TwiML `demo.twiml`.
 """
 
 from __future__ import annotations
@@ -28,27 +28,21 @@ import contextlib
 import os
 import secrets
 import sys
-import urllib.error
-import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
-from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from demo import phone_audio
+from demo.phone_log import PhoneDemoFailed, PhoneLog, PhonePlayer, Reply
 from demo.texts import guest_text
+from demo.twiml import ACCOUNT_SID, VOICE_PATH, http_base, parse_twiml, post_webhook, webhook_form
 
 DEFAULT_BASE = "http://127.0.0.1:8000"
-VOICE_PATH = "/twilio/voice"
-ACCOUNT_SID = "AC" + "0" * 32
-RESTAURANT = "+6560000000"
 BARGE_IN_AFTER_S = 0.3  # the caller starts talking this far into the greeting
 SPEECH_MS = 1200  # made-up speech when no --wav is given
 QUIET_S = 0.6  # a reply is over when nothing more arrived for this long and all of it played
@@ -56,187 +50,6 @@ DIGIT_GAP_S = 0.12  # between keypad presses
 HANG_UP_GRACE_S = 0.5  # after the last reply, time for the host to end the call first
 
 Write = Callable[[str], None]
-
-
-class PhoneDemoFailed(Exception):
-    """The demo cannot succeed; the message says why."""
-
-
-# --- the pure part --------------------------------------------------------------------------------
-
-
-@dataclass
-class PhonePlayer:
-    """Twilio's playback buffer for one call, on a clock passed in (seconds).
-
-    Audio plays in order at 8 bytes a millisecond; a `mark` is due when everything sent before it
-    has played. `clear` drops the unplayed audio; its pending marks are due at once.
-    """
-
-    playing_until: float = 0.0
-    received_ms: float = 0.0  # all audio received, in ms
-    marks: list[tuple[float, str]] = field(default_factory=list)  # (due, name), in order
-
-    def media(self, byte_count: int, now: float) -> None:
-        ms = byte_count / phone_audio.BYTES_PER_MS
-        self.received_ms += ms
-        self.playing_until = max(self.playing_until, now) + ms / 1000
-
-    def mark(self, name: str, now: float) -> None:
-        self.marks.append((max(self.playing_until, now), name))
-
-    def due_marks(self, now: float) -> list[str]:
-        due = [name for at, name in self.marks if at <= now]
-        self.marks = [(at, name) for at, name in self.marks if at > now]
-        return due
-
-    def clear(self, now: float) -> tuple[float, list[str]]:
-        """Drop the unplayed audio: (ms of it dropped, the marks to send back now)."""
-        dropped_ms = max(0.0, self.playing_until - now) * 1000
-        self.playing_until = min(self.playing_until, now)
-        names = [name for _, name in self.marks]
-        self.marks.clear()
-        return dropped_ms, names
-
-    def idle(self, now: float) -> bool:
-        return now >= self.playing_until and not self.marks
-
-    def next_due(self) -> float | None:
-        return self.marks[0][0] if self.marks else None
-
-
-@dataclass
-class Reply:
-    """Audio from the host after some moment of the script."""
-
-    first_at: float | None = None
-    last_at: float | None = None
-    ms: float = 0.0
-
-
-@dataclass
-class PhoneLog:
-    """What happened on the call, as the demo saw it; the verdict."""
-
-    started_at: float | None = None
-    greeting: Reply = field(default_factory=Reply)
-    after_speech: Reply = field(default_factory=Reply)
-    after_digits: Reply = field(default_factory=Reply)
-    stage: str = "greeting"  # which Reply new audio belongs to
-    cleared: bool = False
-    heard_greeting_ms: float | None = None
-    dropped_ms: float | None = None
-    clear_after_speech_ms: float | None = None
-    closed_code: int | None = None
-    ended: str | None = None
-    failure: str | None = None
-    marks_sent: int = 0
-
-    def reply(self) -> Reply:
-        return {"greeting": self.greeting, "speech": self.after_speech}.get(
-            self.stage, self.after_digits
-        )
-
-    def media(self, byte_count: int, now: float) -> None:
-        reply = self.reply()
-        if reply.first_at is None:
-            reply.first_at = now
-        reply.last_at = now
-        reply.ms += byte_count / phone_audio.BYTES_PER_MS
-
-    def fail(self, message: str) -> None:
-        if self.failure is None:
-            self.failure = message
-
-    def summary(self) -> list[str]:
-        lines = ["── phone call ──"]
-        greeting = self.greeting
-        if greeting.first_at is not None and self.started_at is not None:
-            lines.append(
-                f"  greeting        first media {1000 * (greeting.first_at - self.started_at):.0f}"
-                f" ms after start, {greeting.ms:.0f} ms of audio"
-            )
-        else:
-            lines.append("  greeting        none")
-        if self.cleared:
-            lines.append(
-                f"  barge-in        clear {self.clear_after_speech_ms:.0f} ms after you began "
-                f"speaking; you heard {self.heard_greeting_ms:.0f} ms, "
-                f"{self.dropped_ms:.0f} ms dropped"
-            )
-        else:
-            lines.append("  barge-in        no clear")
-        lines.append(f"  speech reply    {self.after_speech.ms:.0f} ms of audio")
-        lines.append(f"  keypad reply    {self.after_digits.ms:.0f} ms of audio")
-        lines.append(f"  marks sent back {self.marks_sent}")
-        lines.append(f"  ended           {self.ended or 'no'}")
-        return lines
-
-    @property
-    def succeeded(self) -> bool:
-        return (
-            self.failure is None
-            and self.greeting.ms > 0
-            and self.cleared
-            and self.after_digits.ms > 0
-            and self.ended is not None
-        )
-
-
-# --- the webhook ----------------------------------------------------------------------------------
-
-
-def http_base(url: str) -> str:
-    """`http://host:port` from whatever the user gave (ws://…/v1/realtime, host:port, …)."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-    return urlunsplit((scheme, parts.netloc, "", "", ""))
-
-
-def webhook_form(call_sid: str, caller: str) -> dict[str, str]:
-    return {
-        "AccountSid": ACCOUNT_SID,
-        "CallSid": call_sid,
-        "From": caller,
-        "To": RESTAURANT,
-        "CallStatus": "ringing",
-        "Direction": "inbound",
-        "ApiVersion": "2010-04-01",
-    }
-
-
-def parse_twiml(text: str) -> tuple[str, dict[str, str]]:
-    """The `<Stream>` URL and its `<Parameter>`s; PhoneDemoFailed for a busy or odd answer."""
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError:
-        raise PhoneDemoFailed(f"the voice webhook did not answer TwiML: {text[:200]!r}") from None
-    stream = root.find("./Connect/Stream")
-    if stream is None:
-        said = root.findtext("Say") or ""
-        raise PhoneDemoFailed(f"the call was not connected to a stream: {said or text[:200]}")
-    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    return stream.get("url", ""), parameters
-
-
-def post_webhook(url: str, form: dict[str, str], auth_token: str | None, timeout: float) -> str:
-    """POST the form as Twilio does (blocking; run in a thread). Returns the TwiML."""
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    if auth_token:
-        headers["X-Twilio-Signature"] = RequestValidator(auth_token).compute_signature(url, form)
-    request = urllib.request.Request(url, urlencode(form).encode(), headers, method="POST")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.read().decode()
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode("utf-8", "replace")[:300]
-        raise PhoneDemoFailed(f"the voice webhook answered {exc.code}: {body}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise PhoneDemoFailed(f"could not post the voice webhook to {url}: {exc}") from None
-
-
-# --- the I/O ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import date
 from typing import Any
 
+from . import readback
 from .hours import open_answer
 from .intents import Parsed
 
@@ -83,24 +84,35 @@ class Slots:
     party_size: int | None = None
     notes: str | None = None
     answer: str | None = None  # "yes" / "no" said in the latest turn only
+    # Spoken calls: the name and number were heard, not typed, so the host reads them back and
+    # books only after a "yes" (``confirmed``); ``corrected``: the turn changed one of them.
+    spoken: bool = False
+    confirmed: bool = False
+    corrected: bool = False
 
     def absorb(self, parsed: Parsed) -> None:
         # A booking still being made is amended, not "changed" ("make it 6 people").
         amending = self.intent == "book" and parsed.intent == "change"
-        for field in fields(self):
+        before = (self.name, self.phone)
+        for field in fields(parsed):
             value = getattr(parsed, field.name)
             if value is not None and not (amending and field.name == "intent"):
                 setattr(self, field.name, value)
         self.answer = parsed.answer  # a yes counts for the question just asked, never later
+        self.corrected = (self.name, self.phone) != before
+        if self.corrected:
+            self.confirmed = False
 
     def forget_booking(self) -> None:
         """After a booking the caller is still the same person, but the next table is new."""
         self.intent = self.date = self.time = self.party_size = self.notes = None
+        self.confirmed = False
 
 
 @dataclass(frozen=True)
 class Say:
     text: str
+    listen: str = "general"  # what the caller is asked for: ``grammars.Listen``
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,20 @@ def decide(slots: Slots, tools: Collection[str], instructions: str = "") -> Say 
         said = speak_date(slots.date) if slots.date else None
         return Say(open_answer(instructions, slots.date, said))
     missing = [slot for slot in REQUIRED[intent] if getattr(slots, slot) is None]
+    if missing and slots.spoken:  # heard, not typed: one question per answer the ear expects
+        first = [slot for slot in missing if slot not in readback.LISTEN_FOR] or missing[:1]
+        return Say(ask(intent, first), readback.LISTEN_FOR.get(first[0], "general"))
     if missing:
         return Say(ask(intent, missing))
+    if intent == "book" and slots.spoken and not slots.confirmed:
+        if slots.answer == "yes" and not slots.corrected:
+            slots.confirmed = True
+        elif slots.answer == "no" and not slots.corrected:
+            return Say(readback.WHAT_IS_RIGHT, "confirm")
+        else:
+            when = f"{speak_date(slots.date)} at {speak_time(slots.time)}"
+            said = readback.booking(slots.party_size, when, slots.name, slots.phone)
+            return Say(said, "confirm")
     if intent == "change" and all(getattr(slots, slot) is None for slot in CHANGES):
         return Say(WHAT_TO_CHANGE)
     if intent in ("change", "cancel") and slots.answer != "yes":

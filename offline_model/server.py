@@ -273,8 +273,9 @@ class OfflineModel:
     ) -> None:
         """Recognise one utterance in a worker process, then let the conversation answer it."""
         assert self.recognizer is not None
+        heard_as = "general"
         try:
-            heard = await self.recognizer.transcribe(job.pcm, job.rate)
+            heard = await self.recognizer.transcribe(job.pcm, job.rate, job.listen)
         except RecognizerBusy:
             self._stats.transcriptions_refused += 1
             text = None
@@ -285,8 +286,8 @@ class OfflineModel:
         else:
             self._stats.transcriptions += 1
             self._stats.transcription_cpu_s += heard.cpu_s
-            text = heard.text
-        dispatch(conversation.transcribed(job.item_id, text))
+            text, heard_as = heard.text, heard.heard_as
+        dispatch(conversation.transcribed(job.item_id, text, heard_as))
 
     async def _stream(self, run: ResponseRun, outbox: Outbox) -> None:
         """Send a response's events, sleeping on its pauses against a drift-free schedule."""

@@ -8,30 +8,26 @@ OpenAI's part without a key or a carrier, so tests and `python -m demo --sip` ca
 phone call end to end:
 
 - `SipPlane.place_call` invents a call, signs the webhook per Standard Webhooks (HMAC-SHA256 over
-  ``id.timestamp.body`` with the base64-decoded ``whsec_`` secret) and posts it to the server.
+  ``id.timestamp.body`` with the base64-decoded ``whsec_`` secret; `webhooks`) and posts it.
 - The control plane listens on its own port (`SipPlane.url`): the `websockets` server that serves
   the sockets reads no request bodies, and accept, reject and refer carry one. Give the SDK this
   URL as ``base_url`` and the model's URL as ``websocket_base_url``.
-- A call owns its conversation, so a sideband that drops and reconnects finds the call as it was.
-  On the sideband, audio deltas are not sent (the audio went to the caller over RTP); the
-  `output_audio_buffer.started/stopped` events say when the host's words began and finished.
+- A call (`sip_call.SipCall`) owns its conversation, so a sideband that drops and reconnects
+  finds the call as it was; its outbox sends playout events instead of audio.
 - `say` stands in for the caller's voice (a typed turn the offline dialog understands), and
   `hang_up` and `drop` for the caller leaving and for a network fault.
+
+The names the demo, the benchmarks and the tests use (`SipCall`, `new_secret`, `sign`,
+`incoming_event`, `post_webhook`) are importable from here too (`__all__`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
-import secrets
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -44,8 +40,19 @@ from protocol import realtime as p
 
 from . import events
 from .conversation import Conversation
-from .outbox import Outbox
+from .sip_call import SidebandOutbox, SipCall
 from .stats import Stats
+from .webhooks import HTTP_TIMEOUT_S, incoming_event, new_secret, post_webhook, sign
+
+__all__ = [
+    "SidebandOutbox",
+    "SipCall",
+    "SipPlane",
+    "incoming_event",
+    "new_secret",
+    "post_webhook",
+    "sign",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,157 +60,7 @@ CALLS_PATH = "/v1/realtime/calls/"
 VERBS = ("accept", "reject", "refer", "hangup")
 MAX_HEAD = 16 * 1024
 MAX_BODY = 1024 * 1024
-HTTP_TIMEOUT_S = 10.0
-AUDIO_DELTA = b'{"type":"response.output_audio.delta"'
 PCMU = {"type": "audio/pcmu"}  # what a SIP trunk carries; the accept may say otherwise
-
-
-# -- Standard Webhooks ---------------------------------------------------------------------------
-
-
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` header: ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-
-
-def new_secret() -> str:
-    """A webhook secret shaped like OpenAI's (``whsec_`` + base64 of 32 random bytes)."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def incoming_event(call_id: str, caller: str, to: str) -> dict[str, Any]:
-    """The body OpenAI posts for a new call (`realtime.call.incoming`), SIP headers included."""
-    return {
-        "object": "event",
-        "id": events.new_id("evt"),
-        "type": "realtime.call.incoming",
-        "created_at": int(time.time()),
-        "data": {
-            "call_id": call_id,
-            "sip_headers": [
-                {"name": "From", "value": f'"Caller" <sip:{caller}@carrier.example>;tag=1a2b'},
-                {"name": "To", "value": f"<sip:{to}@sip.api.openai.com;transport=tls>"},
-                {"name": "Call-ID", "value": secrets.token_hex(8)},
-            ],
-        },
-    }
-
-
-async def post_webhook(
-    url: str,
-    body: bytes,
-    *,
-    secret: str | None,
-    webhook_id: str | None = None,
-    timestamp: int | None = None,
-) -> tuple[int, bytes]:
-    """POST a webhook as OpenAI does (signed unless `secret` is None); (status, body) back."""
-    headers = {"content-type": "application/json"}
-    if secret is not None:
-        webhook_id = webhook_id or events.new_id("wh")
-        timestamp = int(time.time()) if timestamp is None else timestamp
-        headers["webhook-id"] = webhook_id
-        headers["webhook-timestamp"] = str(timestamp)
-        headers["webhook-signature"] = sign(secret, webhook_id, timestamp, body)
-    return await http_post(url, body, headers)
-
-
-async def http_post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    """A one-shot HTTP/1.1 POST over asyncio streams (the package needs no HTTP client)."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    async with asyncio.timeout(HTTP_TIMEOUT_S):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            head = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {parts.netloc}"]
-            head += [f"{k}: {v}" for k, v in headers.items()]
-            head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
-            writer.write("\r\n".join(head).encode() + body)
-            await writer.drain()
-            raw = await reader.read()
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-    status_line, _, rest = raw.partition(b"\r\n")
-    _, _, payload = rest.partition(b"\r\n\r\n")
-    return int(status_line.split()[1]), payload
-
-
-# -- one call -------------------------------------------------------------------------------------
-
-
-@dataclass
-class SipCall:
-    """One simulated phone call, as OpenAI sees it."""
-
-    call_id: str
-    caller: str
-    state: str = "ringing"  # ringing -> accepted -> ended, or ringing -> rejected / ended
-    accepted: dict[str, Any] | None = None  # the accept's session settings
-    requests: list[str] = field(default_factory=list)  # control-plane verbs, in order
-    reject_status: int | None = None
-    refer_to: str | None = None
-    ended_by: str | None = None  # "hangup", "refer" or "caller"
-    conversation: Conversation | None = None
-    sidebands: int = 0  # sideband sockets opened so far
-    sockets: set[ServerConnection] = field(default_factory=set)
-    client_events: list[str] = field(default_factory=list)  # types received on the sideband
-    server_events: list[str] = field(default_factory=list)  # types sent on the sideband
-    transcripts: list[str] = field(default_factory=list)  # what the host said
-    inbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)  # the caller's turns
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def changed(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait(self, predicate: Callable[[SipCall], bool]) -> None:
-        """Until `predicate(call)` holds (callers bound it with `asyncio.timeout`)."""
-        while not predicate(self):
-            await self._changed.wait()
-
-    @property
-    def quiet(self) -> bool:
-        """No response under way: a simulated caller may speak without talking over the host."""
-        return self.conversation is not None and self.conversation.active is None
-
-
-class SidebandOutbox(Outbox):
-    """A sideband's outbox: no audio (it went to the caller), playout events instead."""
-
-    def __init__(self, call: SipCall) -> None:
-        super().__init__()
-        self.call = call
-        self.playing: str | None = None  # the response whose audio is playing
-
-    def put(self, frame: bytes | str) -> None:
-        raw = frame.encode() if isinstance(frame, str) else frame
-        if raw.startswith(AUDIO_DELTA):
-            if self.playing is None:
-                self.playing = str(orjson.loads(raw).get("response_id", ""))
-                self._emit(events.event("output_audio_buffer.started", response_id=self.playing))
-            return
-        event = orjson.loads(raw)
-        kind = str(event.get("type"))
-        super().put(frame)
-        self.call.server_events.append(kind)
-        if kind in (p.OUTPUT_TRANSCRIPT_DONE, "response.output_text.done"):
-            self.call.transcripts.append(str(event.get("transcript") or event.get("text") or ""))
-        elif kind == p.RESPONSE_DONE and self.playing is not None:
-            # The pace of the offline model's audio is the pace it "plays" at: done is heard.
-            self._emit(events.event("output_audio_buffer.stopped", response_id=self.playing))
-            self.playing = None
-        self.call.changed()
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        super().put(orjson.dumps(event))
-        self.call.server_events.append(event["type"])
-
-
-# -- the plane ------------------------------------------------------------------------------------
 
 
 class SipPlane:

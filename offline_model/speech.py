@@ -31,11 +31,13 @@ class RecognizerBusy(Exception):
 
 @dataclass(frozen=True)
 class Heard:
-    """One utterance: the recogniser's words, the text made of them, and its CPU cost."""
+    """One utterance: the recogniser's words, the text made of them, its CPU cost, and what
+    they were heard as (``grammars.Listen``: the question's answer, or "general")."""
 
     words: str
     text: str
     cpu_s: float
+    heard_as: str = "general"
 
 
 def default_workers() -> int:
@@ -70,15 +72,18 @@ class Recognizer:
             for _ in range(self.workers):
                 pool.submit(asr_worker.init)
 
-    async def transcribe(self, pcm: bytes, rate: int) -> Heard:
-        """Recognise one utterance of PCM16 mono at ``rate``; raises ``RecognizerBusy``."""
+    async def transcribe(self, pcm: bytes, rate: int, listen: str = "general") -> Heard:
+        """Recognise one utterance of PCM16 mono at ``rate``, listening for ``listen`` (what
+        the host just asked for); raises ``RecognizerBusy``."""
         if self.pending >= self.max_pending:
             raise RecognizerBusy(f"{self.pending} utterances are already with the recogniser")
         self.pending += 1
         pool = self._executor()
         try:
             loop = asyncio.get_running_loop()
-            words, cpu = await loop.run_in_executor(pool, asr_worker.decode, pcm, rate)
+            words, heard_as, cpu = await loop.run_in_executor(
+                pool, asr_worker.decode, pcm, rate, listen
+            )
         except BrokenProcessPool:
             if self._pool is pool:  # a worker died (killed, out of memory): start afresh
                 self._pool = None
@@ -86,7 +91,7 @@ class Recognizer:
             raise
         finally:
             self.pending -= 1
-        return Heard(words, normalise(words), cpu)
+        return Heard(words, normalise(words), cpu, heard_as)
 
     def close(self) -> None:
         """Stop the workers; utterances still queued are dropped (their calls are ending)."""

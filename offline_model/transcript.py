@@ -5,6 +5,9 @@ ada lovelace phone nine eight two zero seven two seven two"); the intent parser,
 transcript, want "table for 4 tomorrow at 7:30 pm my name is Ada Lovelace phone 98207272". Pure
 functions over word lists; the rules, in order:
 
+- letters and repeats: the answer models' spoken letters ("l." for "el") and the NATO alphabet
+  ("lima echo echo") become letters inside a run of three or more letter words; "double five"
+  and "double e" say the next one twice, "triple" three times; "plus" before digits is "+";
 - spelling: three or more single letters spell a word: it replaces the word before them, or,
   when it was already said just before ("Hopper, spelled H O P P E R"), confirms it and drops
   whatever was heard in between (the recogniser often hears "spelled" as a name);
@@ -18,6 +21,7 @@ functions over word lists; the rules, in order:
 
 from __future__ import annotations
 
+from .grammars import NATO
 from .intents import NUMBER_WORDS
 from .vocabulary import DIGITS, FIRST_NAMES, LETTERS, MONTH_NAMES, ORDINALS, SURNAMES, TENS
 
@@ -36,12 +40,51 @@ _ORDINAL_START = frozenset(ORDINALS) | frozenset(TENS)
 
 def normalise(words: str) -> str:
     """Readable, parser-ready text for one recognised utterance (empty stays empty)."""
-    tokens = words.split()
+    tokens = _repeats(_letters(words.split()))
     tokens = _spelling(tokens)
     tokens = _digit_runs(tokens)
     tokens = _times(tokens)
     tokens = _numbers(tokens)
     return " ".join(t.capitalize() if t in _NAMES else t for t in tokens)
+
+
+_SPOKEN_LETTER = {f"{letter}.": letter for letter in LETTERS}
+_REPEAT = {"double": 2, "triple": 3}
+
+
+def _letter(token: str) -> str | None:
+    return _SPOKEN_LETTER.get(token) or NATO.get(token) or (token if token in _LETTERS else None)
+
+
+def _letters(tokens: list[str]) -> list[str]:
+    """Runs of three or more letter words ("double" inside them too) become plain letters; a
+    lone "mike" or "victor" stays a name."""
+    out: list[str] = []
+    index = 0
+    while index < len(tokens):
+        end = index
+        while end < len(tokens) and (_letter(tokens[end]) or tokens[end] in _REPEAT):
+            end += 1
+        run = tokens[index:end]
+        if sum(_letter(t) is not None for t in run) >= 3:
+            out += [_letter(t) or t for t in run]
+            index = end
+        else:
+            out.append(_SPOKEN_LETTER.get(tokens[index], tokens[index]))
+            index += 1
+    return out
+
+
+def _repeats(tokens: list[str]) -> list[str]:
+    """ "double five" → "five five"; "double" before anything but a digit or letter stays."""
+    out: list[str] = []
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else ""
+        if token in _REPEAT and (following in _DIGIT or following in _LETTERS):
+            out += [following] * (_REPEAT[token] - 1)
+        else:
+            out.append(token)
+    return out
 
 
 def _spelling(tokens: list[str]) -> list[str]:
@@ -87,7 +130,10 @@ def _digit_runs(tokens: list[str]) -> list[str]:
         # A short run never ends on a sound-alike ("two for seven"); a phone number's can.
         run = tokens[index:end] if digits >= 6 else tokens[index : last_digit + 1]
         if sum(t in _DIGIT for t in run) >= 3:
-            out.append("".join(_DIGIT.get(t) or _SOUNDS_LIKE[t] for t in run))
+            plus = "+" if out and out[-1] == "plus" else ""
+            if plus:
+                out.pop()
+            out.append(plus + "".join(_DIGIT.get(t) or _SOUNDS_LIKE[t] for t in run))
         else:
             out += run
         index += len(run)

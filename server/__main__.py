@@ -8,6 +8,7 @@ import logging
 import sys
 
 from server import logs
+from server.book import restaurant
 from server.book.database import DatabaseUnreachable, open_database
 from server.book.reservations import seed
 from server.serving import serve
@@ -25,7 +26,8 @@ async def _migrate(settings: Settings) -> None:
 async def _seed(settings: Settings) -> None:
     database = await open_database(settings)
     try:
-        for result in await seed(database.pool, settings.today()):
+        today = await restaurant.today(database.pool, settings)
+        for result in await seed(database.pool, today):
             r = result.reservation
             print(
                 f"{result.outcome:9} {r.name:14} {r.reservation_date} {r.reservation_time:%H:%M}"

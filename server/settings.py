@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = None  # Twilio's REST API; tests point it at a local fake
     twilio_timeout_s: float = Field(10.0, gt=0)  # one request to Twilio's REST API
     stream_token_ttl_s: float = Field(120.0, gt=0)  # a media stream must start this soon
+    # Caller audio of a phone call goes to the model in appends of this many ms (Twilio sends
+    # 20 ms frames; 20 = as received). Larger: fewer messages, the caller heard that much later.
+    model_audio_chunk_ms: int = Field(20, ge=20, le=200, multiple_of=20)
     transfer_number: str | None = None  # set: the host can transfer a caller here (E.164)
     silence_prompt_s: float = Field(8.0, gt=0)  # caller silent this long: "are you there?"
     silence_hangup_s: float = Field(10.0, gt=0)  # ... and this much longer: goodbye, hang up
@@ -279,5 +282,7 @@ class Settings(BaseSettings):
         return ZoneInfo(self.restaurant_timezone)
 
     def today(self) -> dt.date:
-        """Today's date where the restaurant is: what "not in the past" means."""
+        """Today's date in `RESTAURANT_TIMEZONE`: the day of the call records and the budget.
+        Bookings are judged on the profile's timezone instead (`server.book.restaurant.today`),
+        which this setting only seeds."""
         return dt.datetime.now(self.timezone).date()

@@ -22,6 +22,7 @@ from harness.databases import server_dsn, throwaway_database
 from server.access.clients import UVICORN_OPTIONS
 from server.app import create_app
 from server.book.database import Database, open_database
+from server.book.restaurant import default_profile
 from server.serving import uvicorn_ws_options
 from server.settings import Settings
 
@@ -61,11 +62,33 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
         await db.close()
 
 
+# What the shared `live_server` caches of the profile is reset with the stored one.
+_SHARED_APPS: list[Starlette] = []
+
+RESET_BOOK_SQL = "TRUNCATE reservations, reservation_history, table_holds"
+STORE_PROFILE_SQL = (
+    "INSERT INTO restaurant (id, profile) VALUES (1, $1)"
+    " ON CONFLICT (id) DO UPDATE SET profile = EXCLUDED.profile, updated_at = now()"
+)
+
+
+async def reset_book(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Everything the book owns back to a fresh start: no bookings, history or table holds, and
+    the profile a fresh server stores (`always`, the settings' name and timezone), cached ones
+    included, so no test depends on what an earlier one left."""
+    profile = default_profile(settings)
+    await pool.execute(RESET_BOOK_SQL)
+    await pool.execute(STORE_PROFILE_SQL, profile.to_json())
+    for app in _SHARED_APPS:
+        app.state.profile_cache.current = profile
+
+
 @pytest.fixture
-async def pool(database: Database) -> asyncpg.Pool:
-    """The session pool, on an empty reservations table."""
-    await database.pool.execute("TRUNCATE reservations, reservation_history")
-    return database.pool
+async def pool(database: Database, settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The session pool on an empty book (reset again afterwards, for tests without it)."""
+    await reset_book(database.pool, settings)
+    yield database.pool
+    await reset_book(database.pool, settings)
 
 
 def free_socket(port: int = 0) -> socket.socket:
@@ -144,4 +167,8 @@ async def serve_app(settings: Settings, port: int = 0) -> AsyncIterator[LiveServ
 @pytest.fixture(scope="session")
 async def live_server(settings: Settings, database: Database) -> AsyncIterator[LiveServer]:
     async with serve_app(settings) as live:
-        yield live
+        _SHARED_APPS.append(live.app)
+        try:
+            yield live
+        finally:
+            _SHARED_APPS.remove(live.app)

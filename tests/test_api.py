@@ -146,12 +146,28 @@ async def test_openapi_describes_both_endpoints(client):
         "/api/calls",
         "/api/calls/{call_id}",
         "/api/messages",
+        "/api/restaurant",
+        "/api/restaurant/conflicts",
+        "/api/availability",
+        "/api/availability/check",
     }
     assert set(document["paths"]["/api/reservations/{phone_number}"]) == {"get", "patch", "delete"}
+    assert set(document["paths"]["/api/restaurant"]) == {"get", "put"}
     post = document["paths"]["/api/reservations"]["post"]
-    assert {"201", "200", "400", "409", "413", "422", "503"} <= set(post["responses"])
+    assert {"201", "200", "400", "403", "409", "413", "422", "503"} <= set(post["responses"])
     request_schema = document["components"]["schemas"]["ReservationRequest"]
     assert set(request_schema["required"]) >= {"name", "phone_number", "party_size"}
+    assert request_schema["properties"]["override"]["type"] == "boolean"
+    slot = document["components"]["schemas"]["SlotUnavailable"]
+    assert slot["properties"]["error"]["properties"]["code"] == {"const": "slot_unavailable"}
+    patch = document["paths"]["/api/reservations/{phone_number}"]["patch"]
+    assert "409" in patch["responses"]
+    for path, method in [
+        ("/api/restaurant", "put"),
+        ("/api/restaurant/conflicts", "get"),
+        ("/api/reservations/{phone_number}", "patch"),
+    ]:
+        assert document["paths"][path][method]["security"] == [{"staffToken": []}], path
 
 
 async def test_database_outage_is_503_and_recovers(settings, database):

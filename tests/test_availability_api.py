@@ -13,7 +13,7 @@ import pytest
 
 from server.book import availability as av
 from server.book import restaurant
-from server.book.restaurant import WEEKDAYS, ProfileCache, default_profile, seed_profile
+from server.book.restaurant import WEEKDAYS, ProfileCache, seed_profile
 from server.settings import PROJECT_ROOT
 from tests.conftest import serve_app
 
@@ -44,15 +44,10 @@ def rules_profile(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def client(live_server, pool, settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on the live server; the profile goes back to the default (`always`) after."""
-    await pool.execute("TRUNCATE table_holds")
+async def client(live_server, pool) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the live server (the `pool` fixture resets the profile to `always`)."""
     async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as http:
-        try:
-            yield http
-        finally:
-            default = default_profile(settings).to_json()
-            assert (await http.put("/api/restaurant", json=default)).status_code == 200
+        yield http
 
 
 def next_weekday(settings, weekday: str, at_least: int = 2) -> dt.date:
@@ -109,6 +104,12 @@ async def test_put_replaces_the_keys_given_and_answers_the_whole_profile(client)
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"max_party_size": 0}, "max_party_size"),
         ({"hours": {"mon": [["25:00", "26:00"]]}}, "hours.mon.0.0"),
+        ({"name": "Bistro\u0000"}, "name"),  # jsonb cannot store NUL: refused, not a 500
+        (
+            {"closures": [{"from": "2030-01-01", "to": "2030-01-02", "reason": "\u0000"}]},
+            "closures.0.reason",
+        ),
+        ({"tables": [{"name": "T\u0000", "seats": 2}]}, "tables.0.name"),
     ],
 )
 async def test_put_refuses_bad_profiles_naming_the_field(client, body, field):
@@ -316,3 +317,29 @@ async def test_each_process_picks_up_another_processes_edit(settings, database, 
     finally:
         await cache.close()
         await pool.execute("DELETE FROM restaurant")
+
+
+# --- the ends of the calendar ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("availability", ["always", "rules"])
+async def test_dates_at_the_ends_of_the_calendar_are_answered_not_crashed(client, availability):
+    """date.min and date.max are valid dates: their neighbours and the weeks after are not."""
+    profile = rules_profile(timezone="Pacific/Kiritimati") | {"availability": availability}
+    assert (await client.put("/api/restaurant", json=profile)).status_code == 200
+    for day, reason in [("0001-01-01", "in_the_past"), ("9999-12-31", "too_far")]:
+        slots = await client.get("/api/availability", params={"date": day, "party_size": 2})
+        assert slots.status_code == 200, slots.text
+        assert (slots.json()["open"], slots.json()["reason"]) == (False, reason)
+        check = {"date": day, "time": "19:00", "party_size": 2}
+        answer = await client.get("/api/availability/check", params=check)
+        assert answer.status_code == 200, answer.text
+        expected = {"available": False, "reason": reason, "alternatives": []}
+        assert answer.json() == (
+            expected if availability == "rules" else {**expected, "available": True, "reason": None}
+        )
+    far = await client.post("/api/reservations", json=booking(dt.date.max))
+    if availability == "rules":
+        assert far.status_code == 409 and far.json()["reason"] == "too_far", far.text
+    else:
+        assert far.status_code == 201, far.text  # `always` books any future date, as before

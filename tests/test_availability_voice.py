@@ -113,19 +113,13 @@ def test_offline_model_offers_the_alternatives_of_a_refusal():
 
 
 @pytest.fixture
-async def rules(pool, settings) -> AsyncIterator[None]:
-    await pool.execute("TRUNCATE table_holds")
+async def rules(pool) -> None:
+    """The profile with rules, stored (the `pool` fixture puts the default back after)."""
     await pool.execute(
         "INSERT INTO restaurant (id, profile) VALUES (1, $1)"
         " ON CONFLICT (id) DO UPDATE SET profile = EXCLUDED.profile",
         parse_profile(PROFILE).to_json(),
     )
-    try:
-        yield
-    finally:
-        await pool.execute(
-            "UPDATE restaurant SET profile = $1", default_profile(settings).to_json()
-        )
 
 
 def next_monday(settings) -> dt.date:

@@ -19,14 +19,15 @@ import httpx
 import phonenumbers
 import pytest
 
-from demo import page as demo
-from demo.page import CallLog, Options
+from demo import cli, microphone, page, steps
+from demo.call_log import CallLog
+from demo.page import Options
 from offline_model.conversation import NOT_HEARD
 from offline_model.intents import parse
 from protocol import realtime as p
 
-BOOKING = demo.script("Ada Lovelace", "+65 9123 4567")[0]
-LOOKUP = demo.script("Ada Lovelace", "+65 9123 4567")[1]
+BOOKING = steps.script("Ada Lovelace", "+65 9123 4567")[0]
+LOOKUP = steps.script("Ada Lovelace", "+65 9123 4567")[1]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESERVATION = {
     "phone_number": "+6591234567",
@@ -273,7 +274,7 @@ def test_summary_of_session_stats():
 
 def test_the_script_reads_right_to_the_offline_parser():
     """The typed lines must carry every slot, or the offline model would ask back."""
-    booking, lookup = demo.script("Grace Hopper", "+65 9876 5432")
+    booking, lookup = steps.script("Grace Hopper", "+65 9876 5432")
     today = dt.date(2026, 11, 25)
     parsed = parse(booking.text, today)
     assert (parsed.intent, parsed.name, parsed.phone) == ("book", "Grace Hopper", "+6598765432")
@@ -285,7 +286,7 @@ def test_the_script_reads_right_to_the_offline_parser():
 
 def test_random_phones_are_valid_singapore_mobiles():
     rng = random.Random(7)
-    phones = {demo.random_sg_mobile(rng) for _ in range(50)}
+    phones = {steps.random_sg_mobile(rng) for _ in range(50)}
     assert len(phones) == 50
     for phone in phones:
         assert re.fullmatch(r"\+65 9\d{3} \d{4}", phone)
@@ -303,14 +304,14 @@ def test_random_phones_are_valid_singapore_mobiles():
     ],
 )
 def test_realtime_url(given, expected):
-    assert demo.realtime_url(given) == expected
+    assert steps.realtime_url(given) == expected
 
 
 def test_parse_args_defaults_and_options():
-    options = demo.parse_args([])
-    assert options == Options(demo.DEFAULT_URL, "Ada Lovelace", "", None, 30.0)
+    options = cli.parse_args([])
+    assert options == Options(steps.DEFAULT_URL, "Ada Lovelace", "", None, 30.0)
     args = ["--url", "ws://h:1", "--name", "Grace", "--phone", "91234567", "--wav", "a.wav"]
-    options = demo.parse_args([*args, "--timeout", "5"])
+    options = cli.parse_args([*args, "--timeout", "5"])
     assert options == Options("ws://h:1", "Grace", "91234567", Path("a.wav"), 5.0)
 
 
@@ -318,14 +319,14 @@ def test_parse_args_defaults_and_options():
 
 
 def test_resample_linear_interpolates_and_keeps_duration():
-    assert list(demo.resample_linear([0, 100, 200], 24_000, 24_000)) == [0, 100, 200]
-    up = demo.resample_linear([0, 300, -300], 8_000, 24_000)
+    assert list(microphone.resample_linear([0, 100, 200], 24_000, 24_000)) == [0, 100, 200]
+    up = microphone.resample_linear([0, 300, -300], 8_000, 24_000)
     assert list(up) == [0, 100, 200, 300, 100, -100, -300, -300, -300]
-    down = demo.resample_linear(list(range(0, 4800, 10)), 48_000, 24_000)
+    down = microphone.resample_linear(list(range(0, 4800, 10)), 48_000, 24_000)
     assert len(down) == 240 and list(down[:3]) == [0, 20, 40]
-    extreme = demo.resample_linear([32767, -32768] * 50, 16_000, 24_000)
+    extreme = microphone.resample_linear([32767, -32768] * 50, 16_000, 24_000)
     assert min(extreme) >= -32768 and max(extreme) <= 32767
-    assert len(demo.resample_linear([1] * 16_000, 16_000, 24_000)) == 24_000
+    assert len(microphone.resample_linear([1] * 16_000, 16_000, 24_000)) == 24_000
 
 
 def write_wav(path: Path, rate: int, tone_s: float, silence_s: float, channels: int = 1) -> Path:
@@ -346,26 +347,26 @@ def write_wav(path: Path, rate: int, tone_s: float, silence_s: float, channels: 
 
 def test_read_wav_resamples_to_24k_and_frames_are_20ms(tmp_path):
     path = write_wav(tmp_path / "demo_tone.wav", 16_000, 0.5, 1.0)
-    pcm, rate, seconds = demo.read_wav(path)
+    pcm, rate, seconds = microphone.read_wav(path)
     assert (rate, seconds) == (16_000, 1.5)
     assert len(pcm) == 36_000 * 2  # 1.5 s at 24 kHz, 2 bytes a sample
-    chunks = list(demo.frames(pcm + b"\x01\x00"))
-    assert len(chunks) == 76 and {len(c) for c in chunks} == {demo.FRAME_BYTES}
-    assert chunks[-1] == b"\x01\x00" + bytes(demo.FRAME_BYTES - 2)
+    chunks = list(microphone.frames(pcm + b"\x01\x00"))
+    assert len(chunks) == 76 and {len(c) for c in chunks} == {microphone.FRAME_BYTES}
+    assert chunks[-1] == b"\x01\x00" + bytes(microphone.FRAME_BYTES - 2)
 
 
 def test_read_wav_refuses_stereo_and_non_wav(tmp_path):
-    with pytest.raises(demo.DemoFailed, match="2-channel 16-bit audio"):
-        demo.read_wav(write_wav(tmp_path / "demo_stereo.wav", 24_000, 0.1, 0.1, channels=2))
+    with pytest.raises(steps.DemoFailed, match="2-channel 16-bit audio"):
+        microphone.read_wav(write_wav(tmp_path / "demo_stereo.wav", 24_000, 0.1, 0.1, channels=2))
     (tmp_path / "demo_junk.wav").write_bytes(b"not a wav file")
-    with pytest.raises(demo.DemoFailed, match="cannot read"):
-        demo.read_wav(tmp_path / "demo_junk.wav")
+    with pytest.raises(steps.DemoFailed, match="cannot read"):
+        microphone.read_wav(tmp_path / "demo_junk.wav")
 
 
 async def test_a_bad_wav_fails_before_connecting(tmp_path):
     err: list[str] = []
     options = Options(url="ws://127.0.0.1:9", phone="+65 9123 4567", wav=tmp_path / "none.wav")
-    assert await demo.run_demo(options, lambda _: None, err.append) == 1
+    assert await page.run_demo(options, lambda _: None, err.append) == 1
     assert len(err) == 1 and err[0].startswith("demo failed: cannot read ")
 
 
@@ -374,7 +375,7 @@ async def test_a_bad_wav_fails_before_connecting(tmp_path):
 
 def unique_phone() -> tuple[str, str]:
     """(as typed, E.164): every live test books under its own number."""
-    typed = demo.random_sg_mobile()
+    typed = steps.random_sg_mobile()
     return typed, "+65" + typed[4:].replace(" ", "")
 
 
@@ -382,7 +383,7 @@ async def run(live_server, **options: Any) -> tuple[int, list[str], list[str]]:
     out: list[str] = []
     err: list[str] = []
     url = live_server.ws_url + "/v1/realtime"
-    code = await demo.run_demo(Options(url=url, timeout=20, **options), out.append, err.append)
+    code = await page.run_demo(Options(url=url, timeout=20, **options), out.append, err.append)
     return code, out, err
 
 
@@ -411,7 +412,7 @@ async def test_demo_books_and_finds_the_same_confirmation(live_server, pool):
     assert out[-1] == (
         f"demo passed: booked {row['confirmation_number']} and found it again with the same number"
     )
-    assert f"you   › {demo.script('Ada Lovelace', typed)[0].text}" in out
+    assert f"you   › {steps.script('Ada Lovelace', typed)[0].text}" in out
     assert any(line.startswith("agent › You're booked") for line in out)
     # The text the guest would get (the shared test server has no Twilio settings).
     text = out[-2]
@@ -512,7 +513,7 @@ async def test_unreachable_server_fails_fast_with_a_clear_message():
     out: list[str] = []
     err: list[str] = []
     options = Options(url="ws://127.0.0.1:9/v1/realtime", phone="+65 9123 4567", timeout=5)
-    assert await demo.run_demo(options, out.append, err.append) == 1
+    assert await page.run_demo(options, out.append, err.append) == 1
     assert err[0].startswith("demo failed: could not connect to ws://127.0.0.1:9/v1/realtime")
 
 
@@ -530,7 +531,7 @@ async def test_a_silent_server_times_out():
         options = Options(url=f"ws://127.0.0.1:{port}", phone="+65 9123 4567", timeout=0.5)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        assert await demo.run_demo(options, out.append, err.append) == 1
+        assert await page.run_demo(options, out.append, err.append) == 1
         assert loop.time() - started < 3
     assert err == ["demo failed: no answer within 0.5 s while waiting for the session to start"]
 
@@ -547,5 +548,5 @@ async def test_a_server_that_closes_mid_call_fails_with_the_close_reason():
         port = next(iter(server.sockets)).getsockname()[1]
         err: list[str] = []
         options = Options(url=f"ws://127.0.0.1:{port}", phone="+65 9123 4567", timeout=5)
-        assert await demo.run_demo(options, lambda _: None, err.append) == 1
+        assert await page.run_demo(options, lambda _: None, err.append) == 1
     assert err == ["demo failed: the server closed the connection (code 1011: model disconnected)"]

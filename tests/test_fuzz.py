@@ -505,7 +505,20 @@ def _schemathesis(base_url: str, max_examples: int) -> list[str]:
         content_type_conformance,
         response_schema_conformance,
     ]
-    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=TIMEOUT)
+    # The staff routes answer loopback clients without a token when STAFF_TOKEN is unset (as
+    # here): a case "negative" only for its missing Authorization is rightly accepted, so the
+    # security parameters are left out and the negative cases break the request itself. A body
+    # over 16 KB (long lists of long strings) is refused too, with 413.
+    rejected = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5XX"]
+    config = schemathesis.Config.from_dict(
+        {
+            "generation": {"with-security-parameters": False},
+            "checks": {"negative_data_rejection": {"expected-statuses": rejected}},
+        }
+    )
+    schema = schemathesis.openapi.from_url(
+        f"{base_url}/openapi.json", config=config, timeout=TIMEOUT
+    )
     session = requests.Session()
 
     def run(operation: Any, mode: GenerationMode, run_checks: list[Any]) -> None:
@@ -545,6 +558,12 @@ async def test_schemathesis_against_the_served_openapi(live_server, pool):
         "GET /api/calls positive",
         "GET /api/calls/{call_id} positive",
         "GET /api/messages positive",
+        "GET /api/restaurant positive",
+        "PUT /api/restaurant positive",
+        "PUT /api/restaurant negative",
+        "GET /api/restaurant/conflicts positive",
+        "GET /api/availability positive",
+        "GET /api/availability/check positive",
     }
     rows = await pool.fetch("SELECT phone_number, party_size FROM reservations")
     assert all(E164.match(r["phone_number"]) and 1 <= r["party_size"] <= 20 for r in rows)

@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 import offline_model
+import offline_model.accuracy
 from offline_model import dialog
 from offline_model.audio import synthesize
 from offline_model.conversation import NOT_HEARD
@@ -109,7 +110,8 @@ def load_script(path: Path) -> Any:
 @pytest.fixture(scope="module")
 def spoken_booking_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A spoken booking fixture between silences: 2.5 s before it (the host greets first),
-    4 s after it (the turn ends, the booking is made) before Chromium loops the file."""
+    4 s after it (the turn ends, the host reads the name and number back), then the caller's
+    "yes" (espeak-ng, now) and 4 s for the booking before Chromium loops the file."""
     fixtures = load_script(DATA / "speech" / "make_fixtures.py")
     pcm, rate = fixtures.read(DATA / "speech" / f"{SPOKEN_FIXTURE}.wav")
     path = tmp_path_factory.mktemp("speech") / "spoken-booking.wav"
@@ -117,7 +119,8 @@ def spoken_booking_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(bytes(rate * 5) + pcm + bytes(rate * 8))
+        yes = offline_model.accuracy.synthesize("Yes, that's right.", "en-us+klatt", 145, rate)
+        out.writeframes(bytes(rate * 5) + pcm + bytes(rate * 8) + yes + bytes(rate * 8))
     return path
 
 
@@ -357,7 +360,7 @@ async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model, 
     await async_api.expect(spoken).to_have_text(heard.strip() or "(spoken)")
     reply_text = NOT_HEARD
     if heard.strip():
-        slots = dialog.Slots()
+        slots = dialog.Slots(spoken=True)  # heard, not typed: the host asks as it would then
         slots.absorb(parse(heard, server.settings.today()))
         answer = dialog.decide(slots, dialog.TOOL_FOR.values())
         assert isinstance(answer, dialog.Say)

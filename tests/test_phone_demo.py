@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from demo import page as demo
+from demo import cli as demo
 from demo import phone as phone_demo
-from demo import phone_audio
-from demo.phone import PhoneDemoFailed, PhoneOptions, PhonePlayer
+from demo import phone_audio, twiml
+from demo.phone import PhoneOptions
+from demo.phone_log import PhoneDemoFailed, PhonePlayer
 from tests.conftest import LiveServer, serve_app
 from tests.twilio_fakes import ModelSession, ScriptedModel
 
@@ -63,10 +64,10 @@ def test_clear_drops_the_unplayed_audio_and_releases_its_marks_at_once():
 def test_twiml_without_a_stream_is_a_failure_that_says_what_the_caller_heard():
     busy = "<Response><Say>Sorry, all our lines are busy.</Say><Hangup/></Response>"
     with pytest.raises(PhoneDemoFailed, match="all our lines are busy"):
-        phone_demo.parse_twiml(busy)
+        twiml.parse_twiml(busy)
     with pytest.raises(PhoneDemoFailed, match="did not answer TwiML"):
-        phone_demo.parse_twiml("{}")
-    url, parameters = phone_demo.parse_twiml(
+        twiml.parse_twiml("{}")
+    url, parameters = twiml.parse_twiml(
         '<Response><Connect><Stream url="ws://h/twilio/media-stream">'
         '<Parameter name="caller" value="+6598207272"/></Stream></Connect></Response>'
     )
@@ -82,7 +83,7 @@ def test_twiml_without_a_stream_is_a_failure_that_says_what_the_caller_heard():
     ],
 )
 def test_http_base(given, expected):
-    assert phone_demo.http_base(given) == expected
+    assert twiml.http_base(given) == expected
 
 
 def test_phone_alone_chooses_the_phone_line_and_a_number_stays_a_number(monkeypatch):

@@ -214,9 +214,10 @@ async def test_a_killed_workers_calls_stop_counting_as_active(settings, pool):
             for _ in range(4):  # whichever worker answers
                 text = (await http.get("/metrics")).text
                 assert sample(text, "voice_calls_active") == 0
-        # the killed worker's row is still live; it is the next start's to mark
+        # The killed worker's row is never lost: still live, or already marked interrupted when
+        # its replacement started after the row went stale (a loaded machine starts slowly).
         row = await row_for(pool, number)
-        assert row["status"] == "live"
+        assert row["status"] in ("live", "interrupted")
         server.proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             assert await server.proc.wait() == 0

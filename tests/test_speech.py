@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from offline_model import OfflineModel, asr_worker, start
+from offline_model import OfflineModel, accuracy, asr_worker, start
 from offline_model.audio import synthesize
 from offline_model.conversation import (
     NOT_HEARD,
@@ -125,9 +125,9 @@ def heard(fixture: Any) -> str:
     asr_worker.init()
     if fixture.rate == 8_000:
         pcm, _ = fixtures.read(fixture.path)
-        words, _ = asr_worker.decode(g711.decode(g711.encode(pcm)), 8_000)
+        words, _, _ = asr_worker.decode(g711.decode(g711.encode(pcm)), 8_000)
     else:
-        words, _ = asr_worker.decode(fixtures.read_as(fixture, p.PCM16_RATE), p.PCM16_RATE)
+        words, _, _ = asr_worker.decode(fixtures.read_as(fixture, p.PCM16_RATE), p.PCM16_RATE)
     return normalise(words)
 
 
@@ -182,6 +182,13 @@ def test_a_turn_waits_for_its_words_and_a_new_turn_folds_into_one_answer() -> No
     later = next(out for out in second if isinstance(out, Transcribe))
     answer = talk.transcribed(later.item_id, "my name is Ada Lovelace phone 98207272")
     run = next(out for out in answer if isinstance(out, ResponseRun))
+    # Heard, not typed: the host reads the name and number back before it books.
+    assert isinstance(run.plan, Say) and run.plan.listen == "confirm"
+    assert "L O V E L A C E" in run.plan.text and "9 8 2 0, 7 2 7 2" in run.plan.text
+    list(run.steps())
+    yes = next(out for out in speak(300) if isinstance(out, Transcribe))
+    assert yes.listen == "confirm"  # the recogniser is told what the host just asked
+    run = next(out for out in talk.transcribed(yes.item_id, "yes") if isinstance(out, ResponseRun))
     assert run.plan == Call(
         "make_reservation",
         {
@@ -230,6 +237,11 @@ class Client:
             await self.send({"type": p.INPUT_AUDIO_APPEND, "audio": b64(silence)})
 
 
+def synthesize_speech(text: str, voice: str, speed: int) -> bytes:
+    """espeak-ng's words as the page sends them (24 kHz PCM16)."""
+    return accuracy.synthesize(text, voice, speed, p.PCM16_RATE)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -273,6 +285,10 @@ async def test_a_spoken_booking_is_transcribed_and_calls_make_reservation(
     assert done["transcript"] == heard(fixture)
     assert "Ada Lovelace" in done["transcript"]
 
+    read_back = await client.until(p.OUTPUT_TRANSCRIPT_DONE)
+    assert "A D A, L O V E L A C E, phone 9 8 2 0, 7 2 7 2" in read_back[-1]["transcript"]
+    await client.until(p.RESPONSE_DONE)
+    await client.speak(synthesize_speech("Yes, that's right.", "en-us+f2", 130), 960, bytes(960))
     response = await client.until(p.RESPONSE_DONE)
     call = next(e for e in response if e["type"] == p.FUNCTION_ARGS_DONE)
     assert call["name"] == "make_reservation"
@@ -285,7 +301,7 @@ async def test_a_spoken_booking_is_transcribed_and_calls_make_reservation(
         "party_size": 4,
     }
     stats = model.stats
-    assert stats["transcriptions"] == before + 1
+    assert stats["transcriptions"] == before + 2
     assert stats["transcription_cpu_s"] > 0
 
     # The tool's output is answered in words, as for a typed turn.
@@ -318,9 +334,8 @@ async def test_without_transcription_configured_the_words_still_drive_the_dialog
         )
         events = await client.until(p.OUTPUT_TRANSCRIPT_DONE)
         assert p.INPUT_TRANSCRIPTION_COMPLETED not in [e["type"] for e in events]
-        assert events[-1]["transcript"] == (
-            "What name is the booking under, and what phone number did you book with?"
-        )
+        # Spoken: one question at a time, so the recogniser knows what the answer is.
+        assert events[-1]["transcript"] == "What name is the booking under?"
         await client.until(p.RESPONSE_DONE)
     finally:
         await ws.close()

@@ -13,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from server.access.staff_auth import is_loopback, staff_refusal
+from server.book.etag import etag_of
 from server.book.live_feed import APPLICATION_NAME
 from tests.conftest import serve_app
 
@@ -295,7 +296,7 @@ async def test_the_feed_pushes_changes_and_resumes_after_last_event_id(client, s
         made = await book(client, settings)
         created = await feed.next()
         assert created["event"] == "change" and created["data"]["action"] == "created"
-        assert created["data"]["after"] == made
+        assert created["data"]["after"] == {**made, "etag": etag_of(made)}
         assert int(created["id"]) > int(ready["id"])
     # Changes made while nobody listens are replayed after the last id seen.
     await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 2})
@@ -338,3 +339,129 @@ async def test_the_staff_page_is_served_at_slash_staff(client):
     assert "<script>" not in page.text and "style=" not in page.text  # CSP-ready: nothing inline
     for asset in ("/staff/js/main.js", "/staff/staff.css", "/js/format.js"):
         assert (await client.get(asset)).status_code == 200
+
+
+# --- ETag / If-Match: two staff editing one booking ------------------------------------------
+
+
+async def test_etag_is_the_same_in_the_list_on_get_and_after_a_write(client, settings):
+    made = await book(client, settings)
+    listed = (await client.get("/api/reservations", params={"date": day(settings)})).json()
+    tag = listed["items"][0]["etag"]
+    got = await client.get(f"/api/reservations/{PHONE}")
+    assert got.headers["etag"] == tag == etag_of(made)
+    assert tag.startswith('"') and tag.endswith('"') and len(tag) == 24
+    changed = await client.patch(
+        f"/api/reservations/{PHONE}", json={"party_size": 2}, headers={"If-Match": tag}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["etag"] != tag
+    assert (await client.get(f"/api/reservations/{PHONE}")).headers["etag"] == changed.headers[
+        "etag"
+    ]
+
+
+async def test_a_stale_if_match_is_412_with_the_booking_as_it_is_now(client, settings, pool):
+    await book(client, settings)
+    first = (await client.get(f"/api/reservations/{PHONE}")).headers["etag"]
+    # Someone else saves first (no If-Match: as before this feature).
+    other = await client.patch(f"/api/reservations/{PHONE}", json={"name": "Ada King"})
+    assert other.status_code == 200
+    for method, body in (("PATCH", {"party_size": 6}), ("DELETE", None)):
+        stale = await client.request(
+            method, f"/api/reservations/{PHONE}", json=body, headers={"If-Match": first}
+        )
+        assert stale.status_code == 412, stale.text
+        error = stale.json()["error"]
+        assert error["code"] == "booking_changed"
+        assert error["current"]["name"] == "Ada King" and error["current"]["party_size"] == 4
+        assert error["current"]["etag"] == other.headers["etag"]
+    # Nothing was written by the refused requests: the history has the one change only.
+    actions = await pool.fetch(
+        "SELECT action FROM reservation_history WHERE phone_number = $1 ORDER BY seq", PHONE
+    )
+    assert [r["action"] for r in actions] == ["created", "changed"]
+    # A weak tag never matches (strong comparison); "*" and the current tag do.
+    weak = await client.delete(
+        f"/api/reservations/{PHONE}", headers={"If-Match": "W/" + other.headers["etag"]}
+    )
+    assert weak.status_code == 412
+    star = await client.patch(
+        f"/api/reservations/{PHONE}", json={"party_size": 3}, headers={"If-Match": "*"}
+    )
+    assert star.status_code == 200
+    listed = f'"nope", {star.headers["etag"]}'
+    gone = await client.delete(f"/api/reservations/{PHONE}", headers={"If-Match": listed})
+    assert gone.status_code == 200 and gone.json()["status"] == "cancelled"
+    # Nothing left to change: 404 as before, whatever the tag.
+    again = await client.delete(f"/api/reservations/{PHONE}", headers={"If-Match": "*"})
+    assert again.status_code == 404
+
+
+async def test_two_saves_from_one_version_at_once_exactly_one_wins(client, settings, pool):
+    """The tag is compared on the locked row inside the writing transaction: of 20 concurrent
+    saves that all read the same version, exactly one is applied."""
+    await book(client, settings)
+    tag = (await client.get(f"/api/reservations/{PHONE}")).headers["etag"]
+    answers = await asyncio.gather(
+        *(
+            client.patch(
+                f"/api/reservations/{PHONE}",
+                json={"party_size": 1 + n},
+                headers={"If-Match": tag, "X-Source": "staff"},
+            )
+            for n in range(20)
+        )
+    )
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses == [200] + [412] * 19
+    winner = next(answer.json() for answer in answers if answer.status_code == 200)
+    for answer in answers:
+        if answer.status_code == 412:
+            assert answer.json()["error"]["current"]["party_size"] == winner["party_size"]
+    changes = await pool.fetchval(
+        "SELECT count(*) FROM reservation_history WHERE phone_number = $1 AND action = 'changed'",
+        PHONE,
+    )
+    assert changes == 1
+
+
+async def test_the_feed_carries_each_sides_etag(client, settings):
+    async with client.stream("GET", "/api/reservations/events") as response:
+        feed = Feed(response)
+        await feed.next()
+        await book(client, settings)
+        await feed.next()
+        changed = await client.patch(f"/api/reservations/{PHONE}", json={"party_size": 5})
+        event = await feed.next()
+        assert event["data"]["after"]["etag"] == changed.headers["etag"]
+        assert event["data"]["before"]["etag"] != changed.headers["etag"]
+
+
+async def test_confirming_a_request_honours_if_match_too(client, settings):
+    rules = {"availability": "rules", "max_party_size": 6}
+    assert (await client.put("/api/restaurant", json=rules)).status_code == 200
+    asked = await client.post(
+        "/api/reservations",
+        json={
+            "name": "Big Party",
+            "phone_number": PHONE,
+            "reservation_date": day(settings),
+            "reservation_time": "19:30",
+            "party_size": 10,
+        },
+    )
+    assert asked.json()["status"] == "requested"
+    first = etag_of(asked.json())
+    renamed = await client.patch(f"/api/reservations/{PHONE}", json={"name": "Bigger Party"})
+    assert renamed.status_code == 200
+    confirm = {"status": "confirmed"}
+    stale = await client.patch(
+        f"/api/reservations/{PHONE}", json=confirm, headers={"If-Match": first}
+    )
+    assert stale.status_code == 412
+    assert stale.json()["error"]["current"]["status"] == "requested"
+    now = {"If-Match": renamed.headers["etag"]}
+    fresh = await client.patch(f"/api/reservations/{PHONE}", json=confirm, headers=now)
+    assert fresh.status_code == 200 and fresh.json()["status"] == "confirmed"
+    assert fresh.headers["etag"] == etag_of(fresh.json())

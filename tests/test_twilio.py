@@ -203,7 +203,7 @@ async def test_the_session_is_pcmu_both_ways_and_the_host_speaks_first(phone_ser
         assert kinds.index("response.create") == kinds.index("session.update") + 1
 
 
-async def test_audio_is_carried_byte_for_byte_both_ways_with_a_mark_after_each_chunk(
+async def test_audio_is_carried_byte_for_byte_both_ways_with_a_mark_per_100_ms_and_at_the_end(
     phone_server, scripted
 ):
     async with twilio_stream(phone_server.ws_url) as twilio:
@@ -226,15 +226,48 @@ async def test_audio_is_carried_byte_for_byte_both_ways_with_a_mark_after_each_c
             await model.say(
                 "response.output_audio.delta", response_id="r1", item_id="i1", delta=payload
             )
-        for payload in replies:
+        await model.say("response.done", response={"id": "r1", "status": "completed"})
+        # 60 ms chunks: a mark once 100 ms are unmarked (after the 2nd and 4th), and one after
+        # the response's last audio
+        for n, payload in enumerate(replies):
             media = await twilio.next()
             assert media == {
                 "event": "media",
                 "streamSid": twilio.stream_sid,
                 "media": {"payload": payload},
             }
-            mark = await twilio.next()
-            assert mark["event"] == "mark" and mark["streamSid"] == twilio.stream_sid
+            if n in (1, 3, 4):
+                mark = await twilio.next()
+                assert mark["event"] == "mark" and mark["streamSid"] == twilio.stream_sid
+
+
+async def test_model_audio_reaches_the_caller_whatever_its_key_order_and_spacing(
+    phone_server, scripted
+):
+    """The same delta, written as the fast path expects and otherwise: all of it is played."""
+    async with twilio_stream(phone_server.ws_url) as twilio:
+        await twilio.start("CA0013", {"caller": CALLER})
+        model = await scripted.session()
+        await model.until("response.create")
+        payloads = [mulaw_frame(n, size=960) for n in range(4)]
+        await model.say_text(
+            '{"type":"response.output_audio.delta","response_id":"r1","item_id":"i1",'
+            f'"delta":"{payloads[0]}"}}'
+        )
+        await model.say_text(
+            '{"event_id":"x","type":"response.output_audio.delta","response_id":"r1",'
+            f'"item_id":"i1","delta":"{payloads[1]}"}}'
+        )
+        await model.say_text(
+            '{"type" : "response.output_audio.delta", "response_id": "r1", "item_id": "i1", '
+            f'"delta": "{payloads[2]}"}}'
+        )
+        await model.say_text(
+            f'{{\n  "delta": "{payloads[3]}",\n  "item_id": "i1",\n'
+            '  "type": "response.output_audio.delta"\n}'
+        )
+        played = [(await twilio.until("media"))["media"]["payload"] for _ in payloads]
+        assert played == payloads
 
 
 async def test_barge_in_clears_twilio_and_truncates_at_what_was_heard(phone_server, scripted):
@@ -282,7 +315,10 @@ async def test_barge_in_after_everything_was_heard_sends_neither(phone_server, s
         model = await scripted.session()
         await model.until("response.create")
         await model.say(
-            "response.output_audio.delta", response_id="r1", item_id="i1", delta=mulaw_frame(1)
+            "response.output_audio.delta",
+            response_id="r1",
+            item_id="i1",
+            delta=mulaw_frame(1, size=800),  # 100 ms: a mark follows
         )
         await twilio.until("media")
         await twilio.mark((await twilio.until("mark"))["mark"]["name"])

@@ -183,6 +183,10 @@ class ModelSession:
     async def say(self, kind: str, **fields: Any) -> None:
         await self.ws.send(orjson.dumps({"type": kind, "event_id": "evt", **fields}).decode())
 
+    async def say_text(self, text: str) -> None:
+        """A frame exactly as written (another key order, other spacing)."""
+        await self.ws.send(text)
+
     async def until(self, kind: str, after: int = 0) -> dict[str, Any]:
         """The first event of `kind` received (at index >= `after`)."""
         async with asyncio.timeout(TIMEOUT):

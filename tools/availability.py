@@ -13,7 +13,7 @@ from typing import Any
 
 from protocol import realtime as p
 from server.book import availability as av
-from server.book import seating
+from server.book import restaurant, seating
 from server.book.models import RequestInvalid, validate_slot
 from server.book.reservations import SlotUnavailable
 from tools.registry import Tool, ToolArgumentsInvalid, ToolContext, ToolResult
@@ -98,7 +98,7 @@ async def check_availability(args: dict[str, Any], ctx: ToolContext) -> ToolResu
         "party_size": args["party_size"],
     }
     try:
-        slot = validate_slot(probe, today=ctx.settings.today())
+        slot = validate_slot(probe, today=await restaurant.today(ctx.pool, ctx.settings))
     except RequestInvalid as exc:
         raise ToolArgumentsInvalid(model_fields(exc.fields)) from None
     asked = av.Request(slot.reservation_date, slot.reservation_time, slot.party_size)

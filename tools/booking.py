@@ -13,7 +13,7 @@ from typing import Any
 from rapidfuzz import fuzz
 
 from protocol import realtime as p
-from server.book import reservations
+from server.book import reservations, restaurant
 from server.book.models import (
     InvalidPhoneNumber,
     RequestInvalid,
@@ -66,7 +66,7 @@ async def make_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResult
         "party_size": args["party_size"],
         "other_info": {"notes": notes.strip()} if notes and notes.strip() else {},
     }
-    today = ctx.settings.today()
+    today = await restaurant.today(ctx.pool, ctx.settings)
     try:
         request = validate_request(body, region=ctx.settings.default_region, today=today)
     except RequestInvalid as exc:
@@ -185,8 +185,9 @@ async def change_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
         raise ToolArgumentsInvalid(
             {"changes": "say what to change: date, time, party size or notes"}
         )
+    today = await restaurant.today(ctx.pool, ctx.settings)
     try:
-        changes = validate_change(body, today=ctx.settings.today())
+        changes = validate_change(body, today=today)
     except RequestInvalid as exc:
         raise ToolArgumentsInvalid(model_fields(exc.fields)) from None
 
@@ -204,7 +205,7 @@ async def change_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
             ctx.pool,
             phone,
             merged,
-            ctx.settings.today(),
+            today,
             ctx.origin,
             guard=lambda held: names_match(args["name"], held.name),
         )
@@ -239,7 +240,7 @@ async def cancel_reservation(args: dict[str, Any], ctx: ToolContext) -> ToolResu
     result = await reservations.cancel(
         ctx.pool,
         phone,
-        ctx.settings.today(),
+        await restaurant.today(ctx.pool, ctx.settings),
         ctx.origin,
         guard=lambda held: names_match(args["name"], held.name),
     )

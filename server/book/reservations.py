@@ -34,6 +34,7 @@ import asyncpg
 from server.book import availability as av
 from server.book import outbox, seating
 from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
+from server.book.etag import etag_of, if_match_allows
 from server.book.history import HistoryEntry, changes_after, history, latest_seq
 from server.book.listing import (
     InvalidCursor,
@@ -162,6 +163,11 @@ async def _admit(
     profile = await seating.rules(conn)
     if not profile.rules:
         return ("requested" if requested else "confirmed"), None, profile
+    far = seating.out_of_reach(profile, slot.day, now)
+    if far is not None:  # no table is held that far off, not even by staff's word
+        if origin.override:
+            return ("requested" if requested else "confirmed"), None, profile
+        raise SlotUnavailable(far)
     bookings = await seating.lock_day(conn, slot.day)
     if origin.override:  # staff, past every limit: seated if a table is free
         status = "requested" if requested else "confirmed"
@@ -277,17 +283,22 @@ async def change(
     guard: Guard | None = None,
     *,
     now: dt.datetime | None = None,
+    if_match: str | None = None,
 ) -> ChangeResult:
     """Apply `changes` (fields of `CHANGEABLE`, already validated) to the phone's upcoming
     booking; a function of the locked booking may compute them (to merge into `other_info`).
     `guard` sees the locked booking first; False reads as "not found" (the voice tools' name
     check, judged on the same row that is then changed). A new date, time or party size is
     judged by the availability rules (`SlotUnavailable`); other fields never are, so a booking
-    that new rules would refuse can still get its name or notes corrected."""
+    that new rules would refuse can still get its name or notes corrected. `if_match` (an
+    If-Match header) is compared with the locked row's ETag: `stale` when it names another
+    version, so no write slips in between the check and the change."""
 
     async def attempt() -> ChangeResult:
         async with pool.acquire() as conn, conn.transaction():
-            return await _change(conn, phone_number, changes, today, origin, guard, _now(now))
+            return await _change(
+                conn, phone_number, changes, today, origin, guard, _now(now), if_match
+            )
 
     result: ChangeResult = await _retrying(attempt)
     return result
@@ -301,6 +312,7 @@ async def _change(
     origin: Origin,
     guard: Guard | None,
     now: dt.datetime,
+    if_match: str | None,
 ) -> ChangeResult:
     held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
     if held is None:
@@ -308,6 +320,8 @@ async def _change(
     before = Reservation.from_row(held)
     if guard is not None and not guard(before):
         return ChangeResult("not_found")
+    if _stale(before, if_match):
+        return ChangeResult("stale", before, before)
     if callable(changes):
         changes = changes(before)
     unknown = set(changes) - set(CHANGEABLE)
@@ -339,9 +353,10 @@ async def cancel(
     today: dt.date,
     origin: Origin = REST,
     guard: Guard | None = None,
+    if_match: str | None = None,
 ) -> ChangeResult:
     """Cancel the phone's upcoming booking (a request is declined); the row stays, with status
-    `cancelled`, and its tables are free again."""
+    `cancelled`, and its tables are free again. `if_match` as for `change`."""
     with outage_as_unavailable():
         async with pool.acquire() as conn, conn.transaction():
             held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
@@ -350,6 +365,8 @@ async def cancel(
             before = Reservation.from_row(held)
             if guard is not None and not guard(before):
                 return ChangeResult("not_found")
+            if _stale(before, if_match):
+                return ChangeResult("stale", before, before)
             after = Reservation.from_row(await conn.fetchrow(CANCEL_SQL, before.id))
             after = await seating.release(conn, after)
             action = "declined" if before.status == "requested" else "cancelled"
@@ -358,11 +375,15 @@ async def cancel(
 
 
 async def confirm(
-    pool: asyncpg.Pool, phone_number: str, today: dt.date, origin: Origin = REST
+    pool: asyncpg.Pool,
+    phone_number: str,
+    today: dt.date,
+    origin: Origin = REST,
+    if_match: str | None = None,
 ) -> ChangeResult:
     """Staff confirm the phone's request: it becomes a booking, seated at the smallest free
     table or combination when there is a plan (staff's word, so no other rule is judged).
-    Confirming a confirmed booking is `unchanged`."""
+    Confirming a confirmed booking is `unchanged`. `if_match` as for `change`."""
 
     async def attempt() -> ChangeResult:
         async with pool.acquire() as conn, conn.transaction():
@@ -370,6 +391,8 @@ async def confirm(
             if held is None:
                 return ChangeResult("not_found")
             before = Reservation.from_row(held)
+            if _stale(before, if_match):
+                return ChangeResult("stale", before, before)
             if before.status == "confirmed":
                 return ChangeResult("unchanged", before, before)
             slot = av.Request(before.reservation_date, before.reservation_time, before.party_size)
@@ -383,6 +406,11 @@ async def confirm(
 
     result: ChangeResult = await _retrying(attempt)
     return result
+
+
+def _stale(held: Reservation, if_match: str | None) -> bool:
+    """The caller's If-Match names another version than the locked row (see `etag`)."""
+    return not if_match_allows(if_match, etag_of(held.to_json()))
 
 
 async def seed(pool: asyncpg.Pool, today: dt.date) -> list[BookingResult]:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,7 +32,7 @@ from pydantic import (
 )
 
 from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
-from server.book.models import parse_hh_mm
+from server.book.models import parse_hh_mm, parse_iso_date
 from server.settings import Settings, known_timezone
 
 log = logging.getLogger("server.restaurant")
@@ -53,7 +54,18 @@ PUBLIC_KEYS = (
 Clock = Annotated[
     dt.time, BeforeValidator(parse_hh_mm), PlainSerializer(lambda t: t.strftime("%H:%M"))
 ]
-Day = Annotated[dt.date, PlainSerializer(lambda d: d.isoformat())]
+Day = Annotated[dt.date, BeforeValidator(parse_iso_date), PlainSerializer(lambda d: d.isoformat())]
+# Whole numbers as JSON numbers only: not "15", 15.0 nor true (what /openapi.json promises).
+Count = Annotated[int, Field(strict=True)]
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:  # the profile is jsonb, which cannot hold \u0000: a 422, not a 500
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 class Closure(BaseModel):
@@ -63,7 +75,7 @@ class Closure(BaseModel):
 
     start: Day = Field(alias="from")
     end: Day = Field(alias="to")
-    reason: str = Field("", max_length=200)
+    reason: Text = Field("", max_length=200)
 
     @model_validator(mode="after")
     def _ordered(self) -> Closure:
@@ -78,9 +90,9 @@ class Closure(BaseModel):
 class Table(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=40)
-    seats: int = Field(ge=1, le=MAX_PARTY)
-    min_party: int = Field(1, ge=1, le=MAX_PARTY)
+    name: Text = Field(min_length=1, max_length=40)
+    seats: Count = Field(ge=1, le=MAX_PARTY)
+    min_party: Count = Field(1, ge=1, le=MAX_PARTY)
 
 
 Window = tuple[Clock, Clock]
@@ -96,19 +108,19 @@ class RestaurantProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("Luma Bistro", min_length=1, max_length=100)
+    name: Text = Field("Luma Bistro", min_length=1, max_length=100)
     availability: Literal["always", "rules"] = "always"
     timezone: str = "Asia/Singapore"
-    slot_minutes: int = Field(15, ge=5, le=120)
+    slot_minutes: Count = Field(15, ge=5, le=120)
     hours: dict[str, list[Window]] = Field(default_factory=_default_hours)
     closures: list[Closure] = Field(default_factory=list, max_length=200)
-    covers_per_slot: int | None = Field(None, ge=1, le=10_000)
-    dining_minutes: dict[str, int] = Field(default_factory=lambda: {"2": 90, "4": 120, "8": 150})
+    covers_per_slot: Count | None = Field(None, ge=1, le=10_000)
+    dining_minutes: dict[str, Count] = Field(default_factory=lambda: {"2": 90, "4": 120, "8": 150})
     tables: list[Table] = Field(default_factory=list, max_length=200)
-    combinations: list[list[str]] = Field(default_factory=list, max_length=200)
-    max_party_size: int = Field(MAX_PARTY, ge=1, le=MAX_PARTY)
-    min_lead_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
-    max_days_ahead: int = Field(365, ge=0, le=3650)
+    combinations: list[list[Text]] = Field(default_factory=list, max_length=200)
+    max_party_size: Count = Field(MAX_PARTY, ge=1, le=MAX_PARTY)
+    min_lead_minutes: Count = Field(0, ge=0, le=60 * 24 * 30)
+    max_days_ahead: Count = Field(365, ge=0, le=3650)
 
     @field_validator("timezone")
     @classmethod
@@ -166,6 +178,10 @@ class RestaurantProfile(BaseModel):
     @property
     def rules(self) -> bool:
         return self.availability == "rules"
+
+    def today(self, now: dt.datetime | None = None) -> dt.date:
+        """Today's date at the restaurant (`now`: this instant)."""
+        return (now if now is not None else dt.datetime.now(dt.UTC)).astimezone(self.zone).date()
 
     def windows(self, day: dt.date) -> list[Window]:
         return self.hours.get(WEEKDAYS[day.weekday()], [])
@@ -254,6 +270,7 @@ def _from_toml(data: Any) -> Any:
 
 SELECT_SQL = "SELECT profile FROM restaurant WHERE id = 1"
 SEED_SQL = "INSERT INTO restaurant (id, profile) VALUES (1, $1) ON CONFLICT (id) DO NOTHING"
+TIMEZONE_SQL = "SELECT profile->>'timezone' FROM restaurant WHERE id = 1"
 LOCK_SQL = SELECT_SQL + " FOR UPDATE"
 SAVE_SQL = """
 INSERT INTO restaurant (id, profile) VALUES (1, $1)
@@ -266,6 +283,24 @@ async def read(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings) -> R
     with outage_as_unavailable():
         stored = await conn.fetchval(SELECT_SQL)
     return parse_profile(stored) if stored is not None else default_profile(settings)
+
+
+async def timezone(conn: asyncpg.Connection | asyncpg.Pool, settings: Settings) -> str:
+    """The stored profile's timezone (`RESTAURANT_TIMEZONE` for a database without one)."""
+    with outage_as_unavailable():
+        stored = await conn.fetchval(TIMEZONE_SQL)
+    return str(stored) if stored else settings.restaurant_timezone
+
+
+async def today(
+    conn: asyncpg.Connection | asyncpg.Pool, settings: Settings, now: dt.datetime | None = None
+) -> dt.date:
+    """Today at the restaurant, by the profile's timezone: the one "today" every booking is
+    validated on (REST, the tools, the staff), the engine's and the instructions' too, so a
+    date is never "today" for one and "tomorrow" for another. One small read: the profile
+    may have been edited by another process a moment ago."""
+    zone = ZoneInfo(await timezone(conn, settings))
+    return (now if now is not None else dt.datetime.now(dt.UTC)).astimezone(zone).date()
 
 
 async def seed(pool: asyncpg.Pool, profile: RestaurantProfile) -> RestaurantProfile | None:

@@ -24,6 +24,10 @@ from server.book.rows import COLUMNS, HELD, Reservation
 # advisory locks in the project use the one-bigint form, which cannot collide with this.)
 DATE_LOCK_CLASS = 7322
 ONE_DAY = dt.timedelta(days=1)
+# Past any booking horizon (max_days_ahead is at most 3650): a date this far from today is
+# refused before any calendar arithmetic (its neighbours, the weeks searched for alternatives,
+# its timezone), which would overflow near date.min and date.max.
+FAR = dt.timedelta(days=3650 + 366)
 DATE_LOCK_SQL = "SELECT pg_advisory_xact_lock($1::int, $2::int)"
 PROFILE_SQL = "SELECT profile FROM restaurant WHERE id = 1"
 BOOKINGS_SQL = f"""
@@ -39,6 +43,16 @@ SELECT $1, name, tstzrange($3, $4, '[)') FROM unnest($2::text[]) AS name
 """
 RELEASE_SQL = "DELETE FROM table_holds WHERE reservation_id = $1"
 UPCOMING_SQL = f"SELECT {COLUMNS} FROM reservations WHERE {HELD} AND reservation_date >= $1"
+
+
+def out_of_reach(profile: RestaurantProfile, day: dt.date, now: dt.datetime) -> av.Decision | None:
+    """The refusal of a date years away from today (nothing to search near it), else None."""
+    today = profile.today(now)
+    if day < today - FAR:
+        return av.Decision(False, av.IN_THE_PAST)
+    if day > today + FAR:
+        return av.Decision(False, av.TOO_FAR)
+    return None
 
 
 async def rules(conn: asyncpg.Connection | asyncpg.Pool) -> RestaurantProfile:
@@ -129,6 +143,9 @@ async def check(pool: asyncpg.Pool, slot: av.Request, now: dt.datetime) -> av.De
         profile = await rules(pool)
         if not profile.rules:
             return av.Decision(True)
+        far = out_of_reach(profile, slot.day, now)
+        if far is not None:
+            return far
         bookings = await bookings_between(pool, slot.day - ONE_DAY, slot.day + ONE_DAY)
         return await judge(pool, profile, bookings, slot, now)
 
@@ -136,9 +153,13 @@ async def check(pool: asyncpg.Pool, slot: av.Request, now: dt.datetime) -> av.De
 async def day_state(
     pool: asyncpg.Pool, day: dt.date, party_size: int, now: dt.datetime
 ) -> tuple[RestaurantProfile, av.DayState]:
-    """Every arrival slot of `day` for a party, each with its answer."""
+    """Every arrival slot of `day` for a party, each with its answer (a date years away: not
+    open, `in_the_past` or `too_far`, whatever `availability` says)."""
     with outage_as_unavailable():
         profile = await rules(pool)
+        far = out_of_reach(profile, day, now)
+        if far is not None:
+            return profile, av.DayState(False, far.reason, [])
         first, last = day - ONE_DAY, day + ONE_DAY
         bookings = await bookings_between(pool, first, last) if profile.rules else []
     return profile, av.day_availability(profile, bookings, day, party_size, now)

@@ -5,7 +5,9 @@ handshake into a `CallSpec` and itself into a `Transport`, then hands both to `C
 owns the rest: the model connection (open, replace after a drop with the conversation replayed,
 rotate before the model's session cap), the tool loop (tasks with deadlines, one
 `response.create` after all outputs, a `call_id` runs once — decided by the pure `RelaySession`),
-stats, limits, watchdogs and the call's end.
+stats, limits, watchdogs and the call's end. Split by idea: `spec` (the call before it runs, how
+it ends), `model_life` (replacing and rotating the model session), `watchdogs`, and this module
+(the read paths, the ordered writes, tools, the end).
 
 Each socket has one read path (a task) and one ordered write path (`Outbound`): whatever is
 decided — by the caller's reader, the model's reader or a tool task — is appended to the
@@ -19,19 +21,29 @@ import asyncio
 import contextvars
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from protocol import realtime as p
 from server.call.model import ModelClosed, ModelConnection, ModelUnavailable
+from server.call.model_life import ModelLife
 from server.call.outbound import Outbound
+from server.call.spec import (
+    CLOSE_NORMAL,
+    CLOSE_RESTART,
+    FATAL_MODEL_CLOSES,
+    CallerGone,
+    CallSpec,
+    ConnectFn,
+    EndCall,
+    server_error,
+    silence_for,
+)
+from server.call.watchdogs import Watchdogs
 from server.realtime.session import (
     CLOSE_INTERNAL,
-    CLOSE_POLICY,
     Action,
     Close,
     Note,
@@ -40,16 +52,19 @@ from server.realtime.session import (
     ToClient,
     ToModel,
 )
-from server.realtime.silence import Silence
 from server.settings import Settings
 
 log = logging.getLogger("server.call")
 
-CLOSE_NORMAL = 1000
-CLOSE_RESTART = 1012
-RECONNECT_DELAYS_S = (0.0, 0.2, 0.5, 1.0, 2.0, 4.0)  # before each try to replace a lost model
-FATAL_MODEL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})  # retrying cannot help
-FATAL_MODEL_ERRORS = frozenset({"model_auth_failed"})
+__all__ = [  # re-exported: the adapters and the switchboard import them from here
+    "CLOSE_NORMAL",
+    "CLOSE_RESTART",
+    "CallSpec",
+    "CallerGone",
+    "ConnectFn",
+    "EndCall",
+    "server_error",
+]
 
 
 class Transport(Protocol):
@@ -102,61 +117,10 @@ class CallObserver(Protocol):
     def call_ended(self, call: Call) -> None: ...
 
 
-ConnectFn = Callable[[], Awaitable[ModelConnection]]
 RunToolFn = Callable[[str, str, "CallSpec"], Awaitable[ToolOutcome]]  # name, arguments, call
 
 
-@dataclass
-class CallSpec:
-    """One call as its adapter knows it at the start."""
-
-    sid: str  # the call's id: logs, records, the history of what it booked
-    channel: str
-    session_update: dict[str, Any]  # the server's session settings for this call
-    connect_model: ConnectFn  # opens (and, after a drop, reopens) this call's model session
-    caller: str | None = None  # the caller's phone number, when the transport knows it
-    peer: str = "?"  # the caller's address, for logs
-    greet: bool = False  # the host speaks first (phones), without waiting for the caller
-    # The model session is the call's own and outlives its socket (a SIP call's sideband): after
-    # a drop the new socket gets the settings but not the conversation, which the session still
-    # holds, and the session is never rotated (it ends with the call).
-    sideband: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    # Unique across processes and hosts (the sid is per process): the call's records row, and
-    # the id the bookings' history links to.
-    record_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-def _silence_for(spec: CallSpec, settings: Settings) -> Silence | None:
-    """Who is asked after when silent: people on a page or a phone, not programs (SDK)."""
-    if spec.channel == "sdk":
-        return None
-    audio = spec.session_update.get("session", {}).get("audio", {})
-    output_format = audio.get("output", {}).get("format", {}).get("type", "audio/pcm")
-    return Silence(
-        prompt_s=settings.silence_prompt_s,
-        hangup_s=settings.silence_hangup_s,
-        bytes_per_ms=48 if output_format == "audio/pcm" else 8,
-    )
-
-
-class EndCall(Exception):
-    """Ends the call: close the caller's side with `code`, after `error` if given."""
-
-    def __init__(self, code: int, reason: str, error: dict[str, Any] | None = None):
-        super().__init__(reason)
-        self.code, self.reason, self.error = code, reason, error
-
-
-class CallerGone(Exception):
-    """The caller's side is closed: nothing more can be sent to it."""
-
-
-def server_error(code: str, message: str) -> dict[str, Any]:
-    return p.error_event(code, message, error_type="server_error")
-
-
-class Call:
+class Call(ModelLife, Watchdogs):
     """One call's model connection, tool tasks, watchdogs and end; see the module docstring."""
 
     def __init__(
@@ -177,7 +141,7 @@ class Call:
             max_frame_chars=settings.max_client_frame_bytes,
             session_update=spec.session_update,
             max_events_per_s=settings.max_client_events_per_s,
-            silence=_silence_for(spec, settings),
+            silence=silence_for(spec, settings),
         )
         self.model: ModelConnection | None = None
         self.model_since = 0.0
@@ -422,119 +386,6 @@ class Call:
                 return
             except ModelClosed:
                 await self.replace_model(model, "model_disconnected")
-
-    # -- the model connection ---------------------------------------------------------------------
-
-    async def replace_model(self, dead: ModelConnection, reason: str) -> None:
-        """Open a fresh model session with backoff and replay the call into it.
-
-        Whoever notices first (the model's reader, a writer) replaces; the others wait on the
-        lock and find the model already replaced. The replay goes to the new connection before
-        it becomes `self.model`, so no other event reaches it ahead of the session settings and
-        the conversation so far.
-        """
-        async with self.replacing:
-            if self.model is not dead:
-                return
-            last: ModelUnavailable | None = None
-            for delay in RECONNECT_DELAYS_S[: self.settings.model_reconnect_attempts]:
-                await asyncio.sleep(delay)
-                try:
-                    new = await self.spec.connect_model()
-                except ModelUnavailable as exc:
-                    last = exc
-                    log.warning("reconnecting to the model (%s) failed: %s", reason, exc.message)
-                    if exc.code in FATAL_MODEL_ERRORS:
-                        break
-                    continue
-                actions = self.session.replay(reason, conversation=not self.spec.sideband)
-                self._report()
-                try:
-                    for action in actions:
-                        if type(action) is ToModel:
-                            await new.send(action.text)
-                except ModelClosed:
-                    await new.close()
-                    continue
-                self.model, self.model_since = new, time.monotonic()
-                await dead.close()
-                log.info(
-                    "model session replaced (%s); replayed %d items",
-                    reason,
-                    len(self.session.history),
-                )
-                for action in actions:
-                    if type(action) is ToClient:
-                        self.to_caller.push(action.text)
-                flushing = asyncio.ensure_future(self._flush_quietly())
-                self.background.add(flushing)
-                flushing.add_done_callback(self.background.discard)
-                return
-        message = last.message if last else "it closed during the replay."
-        raise EndCall(
-            CLOSE_INTERNAL,
-            "model disconnected",
-            server_error(
-                "model_disconnected", f"The connection to the voice model was lost: {message}"
-            ),
-        )
-
-    async def _flush_quietly(self) -> None:
-        """Write what a replacement queued for the caller, from outside the model's write path."""
-        try:
-            await self.to_caller.flush()
-        except Exception as exc:  # the caller's reader will notice the same and end the call
-            log.debug("caller write after a model replacement failed: %s", exc)
-
-    async def rotate_model(self) -> None:
-        """Move to a fresh model session before the model's session-length cap, when quiet."""
-        cap = self.settings.model_session_max_s
-        while True:
-            await asyncio.sleep(max(0.0, cap - (time.monotonic() - self.model_since)))
-            if time.monotonic() - self.model_since < cap:
-                continue  # replaced meanwhile (a drop): its clock started again
-            while not self.session.quiet:  # a reply or tool call is under way: let it finish
-                self.quiet.clear()
-                await self.quiet.wait()
-            assert self.model is not None
-            await self.replace_model(self.model, "model_session_limit")
-
-    # -- watchdogs --------------------------------------------------------------------------------
-
-    async def watchdog(self) -> None:
-        """End a call whose caller went quiet, or whose caller or model stopped reading.
-
-        A watchdog rather than a timeout around each receive and send: no timer per audio frame.
-        A send blocks only when the peer's buffers are full, i.e. it has stopped reading.
-        """
-        idle = self.settings.session_idle_timeout_s
-        stuck = self.settings.send_timeout_s
-        tick = min(idle, stuck) / 2
-        while True:
-            now = time.monotonic()
-            if now - self.last_caller_event >= idle:
-                error = server_error("idle_timeout", "No events for too long; the call was closed.")
-                raise EndCall(CLOSE_NORMAL, "idle timeout", error)
-            since = self.to_caller.busy_since
-            if since and now - since >= stuck:
-                log.warning("the caller stopped reading for %.0fs", now - since)
-                raise EndCall(CLOSE_POLICY, "caller not reading")
-            since = self.to_model.busy_since
-            if since and now - since >= stuck:
-                log.warning("the model stopped reading for %.0fs", now - since)
-                error = server_error("model_disconnected", "The voice model stopped responding.")
-                raise EndCall(CLOSE_INTERNAL, "model not reading", error)
-            await asyncio.sleep(tick)
-
-    async def silence_watch(self) -> None:
-        """Let the session notice a silent caller (a tick, not a timer per event)."""
-        silence = self.settings
-        tick = min(1.0, silence.silence_prompt_s / 4, silence.silence_hangup_s / 4)
-        while True:
-            await asyncio.sleep(tick)
-            actions = self.session.tick(time.monotonic())
-            if actions:
-                await self.apply(actions)
 
     # -- tools ------------------------------------------------------------------------------------
 

@@ -1,23 +1,27 @@
-"""The model connection, opened and used through the `openai` SDK's public realtime client.
+"""The model connection, opened with websockets' own documented asyncio client.
 
-The SDK builds the URL (`{base_url}/realtime?model=…`, or `?call_id=…` for a SIP call's
-sideband), sends `Authorization: Bearer <key>` and owns the handshake. Frames are sent with
-`send_raw` and read with `recv_bytes`, so audio deltas are never parsed into SDK models.
-`ModelConnection` is the small surface the call core needs; tests may satisfy it with any object
-of the same shape.
+A call's model socket carries ~50 audio frames a second each way, so it is the hottest object
+the relay owns. It is opened with `websockets.asyncio.client.connect` (no compression: base64
+audio does not compress), frames are read with `recv(decode=False)` and written with `send(text)`:
+the `openai` SDK's realtime wrapper added a layer per frame (its send path took ~20 % of the
+server's CPU under load), and nothing of it is needed to carry text. The SDK stays the process's
+client for what it is for: the SIP calls API (accept, refer, hang up), webhooks, and the settings
+it documents (`base_url`, `websocket_base_url`), from which the socket's URL is made as the SDK
+makes it: `{websocket base}/realtime?model=…`, or `?call_id=…` for a SIP call's sideband, with
+`Authorization: Bearer <key>`. `ModelConnection` is the small surface the call core needs; tests
+may satisfy it with any object of the same shape.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websockets.exceptions as ws_errors
 from openai import AsyncOpenAI
-from openai.types.websocket_connection_options import WebSocketConnectionOptions
-
-if TYPE_CHECKING:
-    from openai.resources.realtime.realtime import AsyncRealtimeConnection
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
 
 MODEL_MAX_FRAME_BYTES = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
@@ -41,17 +45,18 @@ class ModelUnavailable(Exception):
         self.status = status  # the HTTP status of a refused handshake (404: a SIP call is gone)
 
 
-class SdkModelConnection:
-    """An SDK realtime connection seen as text in, text out."""
+class SocketModelConnection:
+    """A websockets client connection seen as text in, text out."""
 
-    def __init__(self, connection: AsyncRealtimeConnection):
+    def __init__(self, connection: ClientConnection):
         self._conn = connection
 
     async def send(self, text: str) -> None:
-        await self._conn.send_raw(text)
+        await self._conn.send(text)  # one text frame
 
     async def recv(self) -> str:
-        return (await self._conn.recv_bytes()).decode()
+        data = await self._conn.recv(decode=False)  # UTF-8 bytes, decoded once, here
+        return data.decode() if type(data) is bytes else str(data)
 
     async def close(self) -> None:
         """Close politely, but never wait long on a peer that has stopped reading.
@@ -71,7 +76,7 @@ class SdkModelConnection:
 
     async def _discard(self) -> None:
         while True:
-            await self._conn.recv_bytes()
+            await self._conn.recv(decode=False)
 
 
 _closing: set[asyncio.Future[None]] = set()  # closes that outlived their call
@@ -96,6 +101,7 @@ class ModelClient:
         websocket_base_url: str | None = None,
     ):
         self.model = model
+        self.api_key = api_key
         self.base_url = base_url
         self.timeout_s = timeout_s
         # websocket_base_url: the SDK's own option, for a local model whose HTTP control plane
@@ -107,25 +113,31 @@ class ModelClient:
             max_retries=0,
         )
 
+    def url(self, call_id: str | None = None) -> str:
+        """The session's socket URL, made from the SDK's own settings as the SDK makes it."""
+        base = str(self.sdk.websocket_base_url or self.sdk.base_url)
+        parts = urlsplit(base)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        query = urlencode({"call_id": call_id} if call_id else {"model": self.model})
+        if parts.query:
+            query = f"{parts.query}&{query}"
+        path = parts.path.rstrip("/") + "/realtime"
+        return urlunsplit((scheme, parts.netloc, path, query, ""))
+
     async def connect(self, call_id: str | None = None) -> ModelConnection:
         """A new model session, or with `call_id` the sideband of a SIP call already accepted."""
-        # Only options the SDK declares; websockets' defaults keep pings (20 s) and close
-        # handling (it aborts a peer that does not answer the close within 10 s).
-        options: WebSocketConnectionOptions = {
-            "max_size": MODEL_MAX_FRAME_BYTES,
-            "compression": None,  # base64 audio does not compress; deflate only costs CPU
-        }
-        if call_id is None:
-            manager = self.sdk.realtime.connect(
-                model=self.model, websocket_connection_options=options
-            )
-        else:
-            manager = self.sdk.realtime.connect(
-                call_id=call_id, websocket_connection_options=options
-            )
+        # websockets' defaults keep pings (20 s) and close handling (it aborts a peer that does
+        # not answer the close within 10 s).
         try:
             async with asyncio.timeout(self.timeout_s):
-                connection = await manager.enter()
+                connection = await ws_connect(
+                    self.url(call_id),
+                    additional_headers={"Authorization": f"Bearer {self.api_key}"},
+                    compression=None,  # base64 audio does not compress; deflate only costs CPU
+                    max_size=MODEL_MAX_FRAME_BYTES,
+                    open_timeout=None,  # bounded by the timeout around it
+                    user_agent_header=None,  # as the SDK sends it
+                )
         except TimeoutError:
             raise ModelUnavailable(
                 "model_timeout", f"The model did not answer within {self.timeout_s:g}s."
@@ -145,7 +157,7 @@ class ModelClient:
             raise ModelUnavailable(
                 "model_unavailable", f"Could not reach the model: {type(exc).__name__}."
             ) from None
-        return SdkModelConnection(connection)
+        return SocketModelConnection(connection)
 
     async def close(self) -> None:
         await self.sdk.close()

@@ -5,12 +5,18 @@ clock: `twilio_stream.py` feeds it what Twilio sends (`from_twilio`) and what th
 (`from_model`), and carries out what comes back.
 
 - Caller audio (`media`, base64 μ-law 8 kHz) becomes `input_audio_buffer.append`, the same
-  base64 text: no decoding, no resampling (the model session is `audio/pcmu` both ways).
-- Model audio deltas become Twilio `media` frames, each followed by a `mark`. Twilio echoes a
-  mark once the audio before it has played, so `Playback` knows what the caller actually heard.
+  base64 text: no resampling (the model session is `audio/pcmu` both ways). With `chunk_bytes`
+  above one frame (`MODEL_AUDIO_CHUNK_MS`), frames are gathered into one append of that size:
+  fewer messages, but the model hears the caller up to a chunk less one frame later. Whatever
+  else goes to the model (keypad digits) first takes the audio gathered so far, so order holds.
+- Model audio deltas become Twilio `media` frames, with a `mark` after every `MARK_EVERY_MS` of
+  audio (and after the last audio of a response). Twilio echoes a mark once the audio before it
+  has played, so `Playback` knows what the caller actually heard -- to within `MARK_EVERY_MS`
+  (or one delta, if a delta is longer): a mark per 20 ms delta doubled the messages of a call.
 - Barge-in: on `input_audio_buffer.speech_started` while audio is unheard, send `clear` to Twilio
   and `conversation.item.truncate` with `audio_end_ms` = what the acknowledged marks say was played
-  (never more than was sent). Marks echoed after a `clear` belong to dropped audio: their names
+  (never more than was played: it lags what was heard by less than `MARK_EVERY_MS` plus a
+  delta). Marks echoed after a `clear` belong to dropped audio: their names
   carry a generation number, and old generations are ignored.
 - Keypad digits collect until `#` and reach the model as a user message it can act on.
 - `end_call` and `transfer_call` (page events from their tools) wait until the host's last words
@@ -27,10 +33,13 @@ from typing import Any
 import orjson
 
 from protocol import realtime as p
+from server.realtime.peek import event_type
 from server.realtime.session import ToClient, ToModel
 
 MULAW_BYTES_PER_MS = 8
 MAX_DIGITS = 20  # keypad digits held before they are sent without a closing '#'
+MARK_EVERY_MS = 100  # audio sent between marks: the precision of what the caller is known to hear
+MARK_EVERY_BYTES = MARK_EVERY_MS * MULAW_BYTES_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +89,7 @@ class Playback:
     item_id: str | None = None
     sent: int = 0  # bytes of `item_id` sent to Twilio
     heard: int = 0  # bytes of `item_id` whose marks Twilio has echoed
+    marked: int = 0  # bytes of `item_id` covered by the last mark sent
     generation: int = 0  # bumped by every `clear`; marks of older generations are ignored
     marks: dict[str, int] = field(default_factory=dict)  # mark name -> `sent` after its chunk
     sequence: int = 0
@@ -88,12 +98,22 @@ class Playback:
     def unheard(self) -> bool:
         return self.sent > self.heard
 
-    def chunk_sent(self, item_id: str, size: int) -> str:
-        """Count a chunk of `item_id`; return the name of the mark that follows it."""
+    def chunk_sent(self, item_id: str, size: int) -> str | None:
+        """Count a chunk of `item_id`; the name of the mark to send after it, if one is due."""
         if item_id != self.item_id:
-            self.item_id, self.sent, self.heard = item_id, 0, 0
+            self.item_id, self.sent, self.heard, self.marked = item_id, 0, 0, 0
             self.marks.clear()
         self.sent += size
+        if self.sent - self.marked < MARK_EVERY_BYTES:
+            return None
+        return self._mark()
+
+    def rest(self) -> str | None:
+        """A mark for audio sent since the last one (the end of a response), if any."""
+        return self._mark() if self.sent > self.marked else None
+
+    def _mark(self) -> str:
+        self.marked = self.sent
         self.sequence += 1
         name = f"{self.generation}.{self.sequence}"
         self.marks[name] = self.sent
@@ -109,7 +129,7 @@ class Playback:
         heard_ms = min(self.heard, self.sent) // MULAW_BYTES_PER_MS
         self.generation += 1
         self.marks.clear()
-        self.sent = self.heard
+        self.sent = self.marked = self.heard
         return heard_ms
 
 
@@ -124,6 +144,8 @@ class TwilioMedia:
     after_playback: Stopped | Transfer | None = None  # what to do once the host has finished
     armed: bool = False  # the host's last response has started: act once it is done and heard
     responding: bool = False  # a response is under way (its audio may still come)
+    chunk_bytes: int = 0  # caller audio per append; 0 or one frame: each frame as received
+    gathered: bytearray = field(default_factory=bytearray)  # caller audio not yet appended
 
     # -- Twilio -> us -----------------------------------------------------------------------------
 
@@ -138,9 +160,14 @@ class TwilioMedia:
         if event == "media":
             media = message.get("media")
             payload = media.get("payload") if isinstance(media, dict) else None
-            if not isinstance(payload, str) or not _is_base64(payload):
+            if not isinstance(payload, str) or (audio := _base64(payload)) is None:
                 return [Invalid("media without a base64 payload")]
-            return [ToModel('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')]
+            if self.chunk_bytes <= len(audio) and not self.gathered:
+                return [_append(payload)]  # as received: the same text, not re-encoded
+            self.gathered += audio
+            if len(self.gathered) < self.chunk_bytes:
+                return []
+            return self._take_audio()
         if event == "mark":
             mark = message.get("mark")
             name = mark.get("name") if isinstance(mark, dict) else None
@@ -150,7 +177,10 @@ class TwilioMedia:
         if event == "dtmf":
             dtmf = message.get("dtmf")
             digit = dtmf.get("digit") if isinstance(dtmf, dict) else None
-            return self._digit(digit) if isinstance(digit, str) else [Invalid("dtmf without digit")]
+            if not isinstance(digit, str):
+                return [Invalid("dtmf without digit")]
+            typed = self._digit(digit)
+            return [*self._take_audio(), *typed] if typed else []
         if event == "start":
             return [self._started(message)]
         if event == "stop":
@@ -158,6 +188,14 @@ class TwilioMedia:
         if event == "connected":
             return []
         return [Invalid(f"unknown event {str(event)[:40]!r}")]
+
+    def _take_audio(self) -> list[Outcome]:
+        """The caller audio gathered so far as one append (none if there is none)."""
+        if not self.gathered:
+            return []
+        audio = base64.b64encode(self.gathered).decode()
+        self.gathered.clear()
+        return [_append(audio)]
 
     def _started(self, message: dict[str, Any]) -> Started | Invalid:
         start = message.get("start")
@@ -201,9 +239,11 @@ class TwilioMedia:
     # -- the model (and our page events) -> Twilio ---------------------------------------------
 
     def from_model(self, text: str) -> list[Outcome]:
-        if text.startswith('{"type":"response.output_audio.delta"'):
-            return self._audio(text)
-        kind = _peek_type(text)
+        """Model (and page) events to Twilio. The type comes from the prefix where that alone
+        decides it, else from the parsed event: key order and spacing change nothing."""
+        kind, event = event_type(text)
+        if kind == p.OUTPUT_AUDIO_DELTA:
+            return self._audio(text, event)
         if kind == p.SPEECH_STARTED:
             return self._barge_in()
         if kind == p.RESPONSE_CREATED:
@@ -211,11 +251,11 @@ class TwilioMedia:
             self.armed = self.after_playback is not None
         elif kind == p.RESPONSE_DONE:
             self.responding = False
-            return self._finished_playing()
+            return [*self._mark_rest(), *self._finished_playing()]
         elif kind == p.CALL_END_REQUESTED:
             self._after_next_response(Stopped("host ended the call"))
         elif kind == p.CALL_TRANSFER_REQUESTED:
-            number = _field(text, "number")
+            number = _field(text, event, "number")
             if number:
                 self._after_next_response(Transfer(number))
         return []
@@ -224,21 +264,33 @@ class TwilioMedia:
         """The tool's output makes the host speak once more (its goodbye): act after that."""
         self.after_playback, self.armed = then, False
 
-    def _audio(self, text: str) -> list[Outcome]:
-        try:
-            event = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return [Invalid("model audio that is not JSON")]
+    def _audio(self, text: str, event: dict[str, Any] | None) -> list[Outcome]:
+        if event is None:
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return [Invalid("model audio that is not JSON")]
+            if not isinstance(event, dict):
+                return [Invalid("model audio that is not a JSON object")]
         item_id, delta = event.get("item_id"), event.get("delta")
         if not isinstance(delta, str) or not isinstance(item_id, str):
             return [Invalid("model audio without item_id or delta")]
         if item_id in self.interrupted or not self.stream_sid:
             return []
         mark = self.playback.chunk_sent(item_id, _decoded_length(delta))
-        sid = self.stream_sid
-        media = {"event": "media", "streamSid": sid, "media": {"payload": delta}}
-        marker = {"event": "mark", "streamSid": sid, "mark": {"name": mark}}
-        return [ToClient(orjson.dumps(media).decode()), ToClient(orjson.dumps(marker).decode())]
+        media = {"event": "media", "streamSid": self.stream_sid, "media": {"payload": delta}}
+        if mark is None:
+            return [ToClient(orjson.dumps(media).decode())]
+        return [ToClient(orjson.dumps(media).decode()), self._marker(mark)]
+
+    def _marker(self, name: str) -> ToClient:
+        marker = {"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}}
+        return ToClient(orjson.dumps(marker).decode())
+
+    def _mark_rest(self) -> list[Outcome]:
+        """After a response's last audio: mark it, so its end is known once played."""
+        name = self.playback.rest() if self.stream_sid else None
+        return [] if name is None else [self._marker(name)]
 
     def _barge_in(self) -> list[Outcome]:
         playback = self.playback
@@ -265,30 +317,23 @@ class TwilioMedia:
         return [ending]
 
 
-def _peek_type(text: str) -> str | None:
-    if text.startswith('{"type":"'):
-        end = text.find('"', 9)
-        if end > 9:
-            return text[9:end]
-    try:
-        event = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    kind = event.get("type") if isinstance(event, dict) else None
-    return kind if isinstance(kind, str) else None
-
-
-def _field(text: str, name: str) -> str | None:
-    try:
-        value = orjson.loads(text).get(name)
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
+def _field(text: str, event: dict[str, Any] | None, name: str) -> str | None:
+    if event is None:
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+    value = event.get(name) if isinstance(event, dict) else None
     return value if isinstance(value, str) else None
 
 
-def _is_base64(payload: str) -> bool:
+def _append(audio: str) -> ToModel:
+    """An append of base64 audio (checked base64: nothing in it needs escaping)."""
+    return ToModel('{"type":"input_audio_buffer.append","audio":"' + audio + '"}')
+
+
+def _base64(payload: str) -> bytes | None:
     try:
-        base64.b64decode(payload, validate=True)
+        return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return True
+        return None

@@ -28,6 +28,7 @@ from server.realtime.instructions import PCMU, session_update
 from server.realtime.session import CLOSE_POLICY, Action, Close, ToClient, ToModel
 from server.settings import Settings
 from server.transports.twilio_media import (
+    MULAW_BYTES_PER_MS,
     Invalid,
     Started,
     Stopped,
@@ -181,7 +182,7 @@ class TwilioStreamEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
-        media = TwilioMedia()
+        media = TwilioMedia(chunk_bytes=self.settings.model_audio_chunk_ms * MULAW_BYTES_PER_MS)
         started = await self._wait_for_start(receive, media)
         if started is None:
             await _close(websocket, CLOSE_POLICY, "expected Twilio's start message")

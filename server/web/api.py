@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from server.access import credentials
 from server.access.staff_auth import staff_refusal
-from server.book import reservations
+from server.book import reservations, restaurant
+from server.book.etag import etag_of
 from server.book.models import InvalidPhoneNumber, RequestInvalid, normalize_phone, validate_request
 from server.book.reservations import REST, Origin, SlotUnavailable
 from server.settings import Settings
@@ -125,12 +126,14 @@ async def create_reservation(request: Request) -> Response:
     body = await read_json(request)
     override = _override(body, staff)
     origin = Origin("staff", override=override) if staff else REST
+    pool = request.app.state.pool
+    today = await restaurant.today(pool, settings)
     try:
-        booking = validate_request(body, region=settings.default_region, today=settings.today())
+        booking = validate_request(body, region=settings.default_region, today=today)
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
     try:
-        result = await reservations.book(request.app.state.pool, booking, settings.today(), origin)
+        result = await reservations.book(pool, booking, today, origin)
     except SlotUnavailable as refused:
         return slot_unavailable(refused)
     held = result.reservation
@@ -163,7 +166,8 @@ async def get_reservation(request: Request) -> Response:
     found = await reservations.find(request.app.state.pool, phone)
     if found is None:
         raise ApiError(404, "reservation_not_found", f"no reservation for {phone}")
-    return JSONResponse(found.to_json())
+    booking = found.to_json()
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 async def health(request: Request) -> Response:

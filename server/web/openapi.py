@@ -6,6 +6,17 @@ from typing import Any
 
 from server.book.models import ReservationRequest
 from server.web.messages_api import LISTING_SCHEMA
+from server.web.openapi_calls import calls_paths
+from server.web.openapi_parts import STAFF as _STAFF
+from server.web.openapi_parts import STAFF_NOTE as _STAFF_NOTE
+from server.web.openapi_parts import json_content as _json
+from server.web.openapi_parts import staff_errors as _staff_errors
+from server.web.openapi_restaurant import (
+    CONFIRM,
+    OVERRIDE,
+    SLOT_UNAVAILABLE,
+    restaurant_paths,
+)
 
 _RESERVATION = {
     "type": "object",
@@ -29,7 +40,16 @@ _RESERVATION = {
         "party_size": {"type": "integer", "minimum": 1, "maximum": 20},
         "other_info": {"type": "object"},
         "confirmation_number": {"type": "string", "pattern": "^[2-9A-HJKMNP-Z]{6}$"},
-        "status": {"type": "string", "enum": ["confirmed", "cancelled"]},
+        "status": {
+            "type": "string",
+            "enum": ["confirmed", "requested", "cancelled"],
+            "description": "requested: a party over max_party_size, for staff to confirm",
+        },
+        "tables": {
+            "type": ["array", "null"],
+            "items": {"type": "string"},
+            "description": "the tables it holds (availability rules with a table plan)",
+        },
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
     },
@@ -62,6 +82,7 @@ def _request_schema() -> dict[str, Any]:
         "example": "19:30",
     }
     props["phone_number"]["description"] = "any common format; stored as E.164"
+    props["override"] = OVERRIDE
     schema.pop("title", None)
     return schema
 
@@ -78,6 +99,17 @@ _CHANGE = {
         "other_info": {"type": "object"},
     },
 }
+
+
+def _conflict(other: str) -> dict[str, Any]:
+    """409: the availability rules refuse the time (`slot_unavailable`, with the reason and
+    the nearest times that would do), or `other`."""
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in ("SlotUnavailable", "Error")]
+    return _json(
+        {"anyOf": refs},
+        "slot_unavailable: the availability rules refuse it (reason, alternatives); " + other,
+    )
+
 
 _PAGE = {
     "type": "object",
@@ -99,13 +131,26 @@ _HISTORY = {
                 "required": ["id", "action", "at", "source", "call", "before", "after"],
                 "properties": {
                     "id": {"type": "integer", "description": "the live feed's event id"},
-                    "action": {"enum": ["created", "changed", "cancelled", "replaced"]},
+                    "action": {
+                        "enum": [
+                            "created",
+                            "changed",
+                            "cancelled",
+                            "replaced",
+                            "confirmed",
+                            "declined",
+                        ]
+                    },
                     "at": {"type": "string", "format": "date-time"},
                     "source": {"enum": ["rest", "voice", "staff"]},
                     "call": {"type": ["string", "null"]},
                     "phone_number": {"type": "string"},
                     "before": {"type": ["object", "null"]},
                     "after": {"type": ["object", "null"]},
+                    "override": {
+                        "type": "boolean",
+                        "description": "a staff booking past the availability rules",
+                    },
                 },
             },
         }
@@ -118,24 +163,6 @@ _PHONE_PARAM = {
     "required": True,
     "schema": {"type": "string"},
 }
-_STAFF: list[dict[str, list[str]]] = [{"staffToken": []}]
-_STAFF_NOTE = (
-    " Staff only: Authorization: Bearer <STAFF_TOKEN> when STAFF_TOKEN is set, else loopback."
-)
-
-
-def _json(schema: dict[str, Any] | str, description: str) -> dict[str, Any]:
-    if isinstance(schema, str):
-        schema = {"$ref": f"#/components/schemas/{schema}"}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _staff_errors() -> dict[str, Any]:
-    return {
-        "401": _json("Error", "STAFF_TOKEN is set and was not sent"),
-        "403": _json("Error", "STAFF_TOKEN is unset and the client is not on this machine"),
-        "503": _json("Error", "database unavailable"),
-    }
 
 
 def _staff_paths() -> dict[str, Any]:
@@ -146,6 +173,14 @@ def _staff_paths() -> dict[str, Any]:
         "schema": {"enum": ["rest", "staff"]},
         "description": "recorded in the history (the staff page sends staff)",
     }
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "the booking's ETag as read (list items' etag, GET's ETag header): a "
+        "booking changed since answers 412 booking_changed with error.current",
+    }
+    stale = _json("Error", "If-Match is stale: error.current is the booking as it is now")
     return {
         "list": {
             "summary": "The book: bookings by date and time, keyset-paginated." + _STAFF_NOTE,
@@ -155,7 +190,10 @@ def _staff_paths() -> dict[str, Any]:
                 {
                     "name": "status",
                     "in": "query",
-                    "schema": {"enum": ["confirmed", "cancelled", "all"], "default": "confirmed"},
+                    "schema": {
+                        "enum": ["confirmed", "requested", "cancelled", "all"],
+                        "default": "confirmed",
+                    },
                 },
                 {
                     "name": "limit",
@@ -174,10 +212,20 @@ def _staff_paths() -> dict[str, Any]:
             "summary": "Change the phone's upcoming booking (same confirmation number)."
             + _STAFF_NOTE,
             "security": _STAFF,
-            "parameters": [*phone, source],
-            "requestBody": {"required": True, **_json(_CHANGE, "the fields to change")},
+            "parameters": [*phone, source, if_match],
+            "requestBody": {
+                "required": True,
+                **_json(
+                    {"anyOf": [_CHANGE, CONFIRM]},
+                    'the fields to change, or {"status": "confirmed"} alone to confirm a request',
+                ),
+            },
             "responses": {
-                "200": _json("Reservation", "the changed booking"),
+                "200": _json("Reservation", "the changed (or confirmed) booking"),
+                "409": _conflict(
+                    "reason party_too_large: the change would grow it past max_party_size"
+                ),
+                "412": stale,
                 "400": _json("Error", "body is not JSON"),
                 "404": _json("Error", "no upcoming booking"),
                 "413": _json("Error", "body over 16 KB"),
@@ -188,9 +236,10 @@ def _staff_paths() -> dict[str, Any]:
         "delete": {
             "summary": "Cancel the phone's upcoming booking." + _STAFF_NOTE,
             "security": _STAFF,
-            "parameters": [*phone, source],
+            "parameters": [*phone, source, if_match],
             "responses": {
                 "200": _json("Reservation", "the cancelled booking (status cancelled)"),
+                "412": stale,
                 "404": _json("Error", "no upcoming booking"),
                 "422": _json("Error", "not a valid phone number"),
                 **_staff_errors(),
@@ -217,83 +266,6 @@ def _staff_paths() -> dict[str, Any]:
                 "422": _json("Error", "Last-Event-ID is not a number"),
                 **_staff_errors(),
             },
-        },
-    }
-
-
-_CALL: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "channel", "status", "started_at", "outcome", "cost_usd"],
-    "properties": {
-        "id": {"type": "string", "format": "uuid"},
-        "channel": {"type": "string"},
-        "caller": {"type": ["string", "null"]},
-        "status": {"enum": ["live", "ended", "interrupted"]},
-        "started_at": {"type": "string", "format": "date-time"},
-        "ended_at": {"type": ["string", "null"]},
-        "duration_s": {"type": ["number", "null"]},
-        "end_reason": {"type": ["string", "null"]},
-        "outcome": {"enum": ["booked", "changed", "cancelled", "looked_up", "none", "failed"]},
-        "confirmation_number": {"type": ["string", "null"]},
-        "cost_usd": {"type": "number"},
-        "transcript": {"type": ["array", "null"]},
-    },
-}
-
-
-def _calls_paths() -> dict[str, Any]:
-    """The call records (server/records/api.py)."""
-    return {
-        "/api/calls": {
-            "get": {
-                "summary": "A day's calls (restaurant time), newest first, keyset-paginated."
-                + _STAFF_NOTE,
-                "security": _STAFF,
-                "parameters": [
-                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
-                    },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                ],
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["date", "items", "next_cursor"],
-                            "properties": {
-                                "date": {"type": "string", "format": "date"},
-                                "items": {"type": "array", "items": _CALL},
-                                "next_cursor": {"type": ["string", "null"]},
-                            },
-                        },
-                        "one page; next_cursor null at the end",
-                    ),
-                    "422": _json("Error", "invalid parameters or cursor"),
-                    **_staff_errors(),
-                },
-            }
-        },
-        "/api/calls/{call_id}": {
-            "get": {
-                "summary": "One call with its tool calls and transcript." + _STAFF_NOTE,
-                "security": _STAFF,
-                "parameters": [
-                    {
-                        "name": "call_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "format": "uuid"},
-                    }
-                ],
-                "responses": {
-                    "200": _json(_CALL, "the call"),
-                    "404": _json("Error", "no such call"),
-                    **_staff_errors(),
-                },
-            }
         },
     }
 
@@ -334,13 +306,26 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/api/reservations": {
                 "post": {
-                    "summary": "Book a table (one upcoming reservation per phone number)",
+                    "summary": "Book a table (one upcoming reservation per phone number); a party "
+                    "over max_party_size is a request (status requested) staff confirm",
+                    "parameters": [
+                        {
+                            "name": "X-Source",
+                            "in": "header",
+                            "schema": {"enum": ["rest", "staff"]},
+                            "description": "staff: a staff booking (staff credentials, no access "
+                            "token), which may carry override",
+                        }
+                    ],
                     "requestBody": {"required": True, **_json("ReservationRequest", "booking")},
                     "responses": {
                         "201": _json("Reservation", "created"),
                         "200": _json("Reservation", "identical repeat: the existing booking"),
                         "400": _json(error, "body is not JSON"),
-                        "409": _json(error, "the phone holds another upcoming reservation"),
+                        "403": _json(error, "override without X-Source: staff and its credentials"),
+                        "409": _conflict(
+                            "reservation_exists: the phone holds another upcoming reservation"
+                        ),
                         "413": _json(error, "body over 16 KB"),
                         "422": _json(error, "invalid fields"),
                         "503": _json(error, "database unavailable"),
@@ -371,7 +356,8 @@ def build_openapi() -> dict[str, Any]:
                 "patch": staff["patch"],
                 "delete": staff["delete"],
             },
-            **_calls_paths(),
+            **restaurant_paths(),
+            **calls_paths(),
             **_messages_paths(),
         },
         "components": {
@@ -380,6 +366,7 @@ def build_openapi() -> dict[str, Any]:
                 "ReservationRequest": _request_schema(),
                 "Reservation": _RESERVATION,
                 "Error": _ERROR,
+                "SlotUnavailable": SLOT_UNAVAILABLE,
             },
         },
     }

@@ -56,7 +56,8 @@ async def put_restaurant(request: Request) -> Response:
 async def get_conflicts(request: Request) -> Response:
     settings = require_staff(request)
     now = dt.datetime.now(dt.UTC)
-    found = await seating.conflicts(request.app.state.pool, settings.today(), now)
+    pool = request.app.state.pool
+    found = await seating.conflicts(pool, await restaurant.today(pool, settings, now), now)
     items = [{**booking.to_json(), "reason": reason} for booking, reason in found]
     return JSONResponse({"items": items})
 

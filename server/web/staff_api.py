@@ -1,6 +1,11 @@
 """The staff's REST: the book (list), a booking's history, change, cancel, and the live feed.
 
 Staff confirm a request with `PATCH {"status": "confirmed"}` and decline it with `DELETE`.
+Bookings carry an ETag (the `ETag` header of a change or cancellation, `"etag"` in list items
+and in the feed's `before`/`after`); `PATCH` and `DELETE` honour `If-Match`, checked on the
+locked row inside the writing transaction: a stale tag is 412 `booking_changed` with the
+current booking, so a second staff member's save never silently overwrites the first's.
+
 Every handler starts with `require_staff(request)` (the rule of `server.staff_auth`). Changes
 here are recorded with source `rest`, or `staff` when the request says `X-Source: staff` (the
 staff page does). The live feed is server-sent events (`GET /api/reservations/events`): one
@@ -11,8 +16,10 @@ row's seq as its `id:`; a client that reconnects with `Last-Event-ID` gets every
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from starlette.requests import Request
@@ -20,7 +27,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from server.access.staff_auth import staff_refusal
-from server.book import reservations
+from server.book import reservations, restaurant
+from server.book.etag import etag_of, with_etag
 from server.book.live_feed import LiveFeed, Subscription
 from server.book.models import RequestInvalid, parse_iso_date, validate_change
 from server.book.reservations import HistoryEntry, Origin
@@ -88,18 +96,20 @@ async def list_reservations(request: Request) -> Response:
     fields.update({name: "is not a known parameter" for name in sorted(unknown)})
     if fields:
         raise ApiError(422, "validation_failed", "some parameters are invalid", fields)
+    pool = request.app.state.pool
     try:
         items, next_cursor = await reservations.list_reservations(
-            request.app.state.pool,
+            pool,
             day=day,
-            today=settings.today(),
+            today=await restaurant.today(pool, settings),
             status=STATUSES[status],
             limit=limit,
             cursor=query.get("cursor") or None,
         )
     except reservations.InvalidCursor as exc:
         raise ApiError(422, "invalid_cursor", str(exc), {"cursor": str(exc)}) from None
-    return JSONResponse({"items": [item.to_json() for item in items], "next_cursor": next_cursor})
+    listed = [with_etag(item.to_json()) for item in items]
+    return JSONResponse({"items": listed, "next_cursor": next_cursor})
 
 
 async def reservation_history(request: Request) -> Response:
@@ -119,19 +129,24 @@ async def change_reservation(request: Request) -> Response:
     body = await read_json(request)
     if isinstance(body, dict) and "status" in body:
         return await _confirm_request(request, settings, phone, origin, body)
+    pool = request.app.state.pool
+    today = await restaurant.today(pool, settings)
     try:
-        changes = validate_change(body, today=settings.today())
+        changes = validate_change(body, today=today)
     except RequestInvalid as exc:
         raise ApiError(422, "validation_failed", "some fields are invalid", exc.fields) from None
     try:
         result = await reservations.change(
-            request.app.state.pool, phone, changes, settings.today(), origin
+            pool,
+            phone,
+            changes,
+            today,
+            origin,
+            if_match=request.headers.get("if-match"),
         )
     except reservations.SlotUnavailable as refused:
         return slot_unavailable(refused)
-    if result.reservation is None:
-        raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
-    return JSONResponse(result.reservation.to_json())
+    return _written(result, phone)
 
 
 async def _confirm_request(
@@ -141,20 +156,46 @@ async def _confirm_request(
     if body != {"status": "confirmed"}:
         fields = {"status": 'send {"status": "confirmed"} alone to confirm a request'}
         raise ApiError(422, "validation_failed", "some fields are invalid", fields)
-    result = await reservations.confirm(request.app.state.pool, phone, settings.today(), origin)
-    if result.reservation is None:
-        raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
-    return JSONResponse(result.reservation.to_json())
+    pool = request.app.state.pool
+    result = await reservations.confirm(
+        pool,
+        phone,
+        await restaurant.today(pool, settings),
+        origin,
+        if_match=request.headers.get("if-match"),
+    )
+    return _written(result, phone)
 
 
 async def cancel_reservation(request: Request) -> Response:
     settings = require_staff(request)
     phone = path_phone(request, settings)
     origin = _origin(request)
-    result = await reservations.cancel(request.app.state.pool, phone, settings.today(), origin)
+    pool = request.app.state.pool
+    result = await reservations.cancel(
+        pool,
+        phone,
+        await restaurant.today(pool, settings),
+        origin,
+        if_match=request.headers.get("if-match"),
+    )
+    return _written(result, phone)
+
+
+def _written(result: reservations.ChangeResult, phone: str) -> Response:
+    """The booking after a change or cancellation, with its new ETag; 412 when If-Match was
+    stale (with the current booking, for the page to show), 404 when there is none."""
     if result.reservation is None:
         raise ApiError(404, "reservation_not_found", f"no upcoming reservation for {phone}")
-    return JSONResponse(result.reservation.to_json())
+    booking = result.reservation.to_json()
+    if result.outcome == "stale":
+        raise ApiError(
+            412,
+            "booking_changed",
+            "the booking was changed since it was read; here it is as it is now",
+            current=with_etag(booking),
+        )
+    return JSONResponse(booking, headers={"ETag": etag_of(booking)})
 
 
 # --- the live feed ---------------------------------------------------------------------------
@@ -165,7 +206,12 @@ def _event(kind: str, seq: int, data: Any) -> bytes:
 
 
 def _change_event(entry: HistoryEntry) -> bytes:
-    return _event("change", entry.seq, entry.to_json())
+    """A history row, each side with its ETag: an open page keeps editing the current version."""
+    data = entry.to_json()
+    for side in ("before", "after"):
+        if data[side] is not None:
+            data[side] = with_etag(data[side])
+    return _event("change", entry.seq, data)
 
 
 async def reservation_events(request: Request) -> Response:
@@ -188,6 +234,7 @@ async def reservation_events(request: Request) -> Response:
     # duplicate is skipped by seq; subscribing after could lose it.
     subscription = feed.subscribe()
     try:
+        zone = await restaurant.timezone(pool, settings)
         if resume_from is None:
             sent = await reservations.latest_seq(pool)
             backlog: list[HistoryEntry] = []
@@ -197,8 +244,12 @@ async def reservation_events(request: Request) -> Response:
     except BaseException:
         feed.unsubscribe(subscription)
         raise
-    today = settings.today().isoformat()
-    first = _event("ready", sent, {"resumed": resume_from is not None, "today": today})
+    ready = {
+        "resumed": resume_from is not None,
+        "today": dt.datetime.now(ZoneInfo(zone)).date().isoformat(),
+        "timezone": zone,  # the profile's: the page shows times in it
+    }
+    first = _event("ready", sent, ready)
     stream = _stream(request, settings, subscription, first, backlog, sent)
     return StreamingResponse(
         stream,

@@ -12,11 +12,16 @@ export class StaffAuthError extends Error {
 }
 
 export class ApiError extends Error {
-  constructor(status, error) {
-    super(error?.message || `HTTP ${status}`);
+  constructor(status, error, body) {
+    const detail = typeof error === "object" && error !== null ? error : {};
+    super(detail.message || (typeof error === "string" ? error : `HTTP ${status}`));
     this.status = status;
-    this.code = error?.code;
-    this.fields = error?.fields ?? {};
+    this.code = detail.code ?? (typeof error === "string" ? error : undefined);
+    this.fields = detail.fields ?? {};
+    // 409 slot_unavailable: why and what else; 412 booking_changed: the booking as it is now.
+    this.reason = detail.reason ?? body?.reason ?? null;
+    this.alternatives = detail.alternatives ?? body?.alternatives ?? [];
+    this.current = detail.current ?? body?.current ?? null;
   }
 }
 
@@ -35,8 +40,10 @@ export function authHeaders() {
   return value ? { Authorization: `Bearer ${value}` } : {};
 }
 
-async function request(method, path, body) {
-  const headers = { ...authHeaders(), "X-Source": "staff", Accept: "application/json" };
+async function request(method, path, body, extraHeaders = {}) {
+  const headers = {
+    ...authHeaders(), "X-Source": "staff", Accept: "application/json", ...extraHeaders,
+  };
   const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -47,7 +54,9 @@ async function request(method, path, body) {
   if (response.status === 401 || response.status === 403) {
     throw new StaffAuthError(response.status, data.error?.message ?? "not allowed");
   }
-  if (!response.ok) throw new ApiError(response.status, data.error);
+  if (!response.ok) throw new ApiError(response.status, data.error, data);
+  const etag = response.headers.get("ETag");
+  if (etag && data && typeof data === "object" && !Array.isArray(data)) data.etag = etag;
   return data;
 }
 
@@ -67,9 +76,57 @@ export async function listDay(date) {
   return items;
 }
 
-export const changeBooking = (phone, changes) => request("PATCH", phonePath(phone), changes);
-export const cancelBooking = (phone) => request("DELETE", phonePath(phone));
+/** Every booking from today up to and including `last` (an ISO date) with `status`. */
+export async function listRange(last, status = "all") {
+  const items = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ status, limit: "200" });
+    if (cursor) query.set("cursor", cursor);
+    const page = await request("GET", `/api/reservations?${query}`);
+    const kept = page.items.filter((item) => item.reservation_date <= last);
+    items.push(...kept);
+    cursor = kept.length === page.items.length ? page.next_cursor : null;
+  } while (cursor);
+  return items;
+}
+
+/** If-Match with the version the page showed: a booking changed meanwhile is a 412. */
+const ifMatch = (etag) => (etag ? { "If-Match": etag } : {});
+export const changeBooking = (phone, changes, etag) =>
+  request("PATCH", phonePath(phone), changes, ifMatch(etag));
+export const cancelBooking = (phone, etag) =>
+  request("DELETE", phonePath(phone), undefined, ifMatch(etag));
 export const bookingHistory = (phone) => request("GET", `${phonePath(phone)}/history`);
+/** A staff booking; `override` books past the availability rules (recorded in the history). */
+export const createBooking = (booking) => request("POST", "/api/reservations", booking);
+
+/** Messages sent to the guest for a date; null when this server has no messages yet (404). */
+export async function guestMessages(phone, date) {
+  try {
+    return await request("GET", `/api/messages?${new URLSearchParams({ phone, date })}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+// --- the restaurant's profile and availability --------------------------------------------
+
+/** The whole profile (staff see every field); null when this server has none (404). */
+export async function restaurant() {
+  try {
+    return await request("GET", "/api/restaurant");
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 405)) return null;
+    throw error;
+  }
+}
+export const saveRestaurant = (profile) => request("PUT", "/api/restaurant", profile);
+export const conflicts = () => request("GET", "/api/restaurant/conflicts");
+export const availability = (date, partySize) => request(
+  "GET", `/api/availability?${new URLSearchParams({ date, party_size: String(partySize) })}`,
+);
 
 /** Every call of a day (all pages), newest first. */
 export async function listCalls(date) {

@@ -1,23 +1,25 @@
 // The book: one day's bookings, kept current by the live feed; edit and cancel with a confirm
-// step; a booking's history. Rows are keyed by confirmation number (unique for every booking).
+// step; a booking's details. Rows are keyed by confirmation number (unique for every booking).
+// Edits and cancellations send the version shown (If-Match): when someone else changed the
+// booking meanwhile the server refuses (412) and the page shows the booking as it is now.
 
 import { formatDate, formatParty, formatTime } from "/js/format.js";
-import { StaffAuthError, bookingHistory, cancelBooking, changeBooking, listDay } from "./api.js";
+import { StaffAuthError, cancelBooking, changeBooking, listDay } from "./api.js";
+import { describeChanges, showStale } from "./details.js";
+import { refusalText } from "./reasons.js";
 
 const $ = (id) => document.getElementById(id);
-const ACTIONS = { created: "Booked", changed: "Changed", cancelled: "Cancelled", replaced: "Rebooked (replacing a past booking)" };
-const SOURCES = { rest: "REST API", voice: "phone call", staff: "staff page" };
 
 export class BookView {
-  constructor({ onAuthError }) {
+  constructor({ onAuthError, details }) {
     this.onAuthError = onAuthError;
+    this.details = details;
     this.date = null;
     this.rows = new Map(); // confirmation number -> reservation
     this.loaded = false;
     this.pending = []; // feed changes that arrived while the day was loading
     this.editing = null;
     this.cancelling = null;
-    this.historyPhone = null;
     $("book-date").addEventListener("change", (event) => this.show(event.target.value));
     $("book-rows").addEventListener("click", (event) => this.#onRowAction(event));
     for (const dialog of document.querySelectorAll("dialog")) {
@@ -63,9 +65,6 @@ export class BookView {
       this.rows.set(after.confirmation_number, after);
     }
     if (render) this.#render(new Set(after ? [after.confirmation_number] : []));
-    if (this.historyPhone && this.historyPhone === (after ?? before).phone_number) {
-      this.#loadHistory(this.historyPhone);
-    }
   }
 
   #render(fresh) {
@@ -107,13 +106,13 @@ export class BookView {
     if (!item) return;
     if (button.dataset.action === "edit") this.#openEdit(item);
     else if (button.dataset.action === "cancel") this.#openCancel(item);
-    else this.#openHistory(item);
+    else this.details.open(item);
   }
 
   // --- edit, with a confirm step ----------------------------------------------------------
 
   #openEdit(item) {
-    this.editing = item;
+    this.editing = item; // what the host saw: its tag goes in If-Match, even if the row moves on
     const form = $("edit-form");
     form.elements.name.value = item.name;
     form.elements.reservation_date.value = item.reservation_date;
@@ -177,10 +176,12 @@ export class BookView {
     const button = $("edit-confirm-button");
     button.disabled = true;
     try {
-      const updated = await changeBooking(this.editing.phone_number, this.#changes());
+      const shown = this.editing;
+      const updated = await changeBooking(shown.phone_number, this.#changes(), shown.etag);
       this.apply({ before: this.editing, after: updated });
       $("edit-dialog").close();
     } catch (error) {
+      if (this.#stale(error, $("edit-dialog"))) return;
       this.#problem(error, $("edit-error"));
       this.#editBack();
     } finally {
@@ -203,45 +204,41 @@ export class BookView {
     const button = $("cancel-confirm");
     button.disabled = true;
     try {
-      const cancelled = await cancelBooking(this.cancelling.phone_number);
-      this.apply({ before: this.cancelling, after: cancelled });
+      const shown = this.cancelling;
+      const cancelled = await cancelBooking(shown.phone_number, shown.etag);
+      this.apply({ before: shown, after: cancelled });
       $("cancel-dialog").close();
     } catch (error) {
+      if (this.#stale(error, $("cancel-dialog"))) return;
       this.#problem(error, $("cancel-error"));
     } finally {
       button.disabled = false;
     }
   }
 
-  // --- history ----------------------------------------------------------------------------
-
-  async #openHistory(item) {
-    this.historyPhone = item.phone_number;
-    $("history-title").textContent = `History of ${item.phone_number}`;
-    $("history-list").replaceChildren();
-    $("history-dialog").addEventListener("close", () => { this.historyPhone = null; }, { once: true });
-    $("history-dialog").showModal();
-    await this.#loadHistory(item.phone_number);
-  }
-
-  async #loadHistory(phone) {
-    try {
-      const { items } = await bookingHistory(phone);
-      if (phone !== this.historyPhone) return;
-      $("history-list").replaceChildren(...items.map(historyItem));
-    } catch (error) {
-      const li = document.createElement("li");
-      li.className = "error";
-      li.textContent = error.message;
-      $("history-list").replaceChildren(li);
-    }
-  }
-
   // --- errors -----------------------------------------------------------------------------
+
+  /** 412: show the booking as it is now, in the row and in a dialog; the change is not saved. */
+  #stale(error, dialog) {
+    if (error?.status !== 412 || !error.current) return false;
+    const current = error.current;
+    if (current.reservation_date === this.date) {
+      this.rows.set(current.confirmation_number, current);
+      this.#render(new Set([current.confirmation_number]));
+    }
+    dialog.close();
+    showStale(current);
+    return true;
+  }
 
   #problem(error, element) {
     if (error instanceof StaffAuthError) {
       this.onAuthError(error);
+      return;
+    }
+    if (error.code === "slot_unavailable") {
+      const when = (alt) => `${formatDate(alt.date)} ${formatTime(alt.time)}`;
+      this.#showError(element, refusalText(error, when));
       return;
     }
     const fields = Object.entries(error.fields ?? {}).map(([k, v]) => `${k.replace("_", " ")} ${v}`);
@@ -252,68 +249,4 @@ export class BookView {
     element.textContent = text;
     element.hidden = false;
   }
-}
-
-function describeChanges(item, changes) {
-  const lines = [];
-  if ("name" in changes) lines.push(`Name: ${item.name} → ${changes.name}`);
-  if ("reservation_date" in changes) {
-    lines.push(`Date: ${formatDate(item.reservation_date)} → ${formatDate(changes.reservation_date)}`);
-  }
-  if ("reservation_time" in changes) {
-    lines.push(`Time: ${formatTime(item.reservation_time)} → ${formatTime(changes.reservation_time)}`);
-  }
-  if ("party_size" in changes) {
-    lines.push(`Party: ${formatParty(item.party_size)} → ${formatParty(changes.party_size)}`);
-  }
-  if ("other_info" in changes) {
-    lines.push(`Notes: “${item.other_info?.notes ?? ""}” → “${changes.other_info.notes ?? ""}”`);
-  }
-  return lines;
-}
-
-function historyItem(entry) {
-  const li = document.createElement("li");
-  li.dataset.action = entry.action;
-  const title = document.createElement("strong");
-  title.textContent = ACTIONS[entry.action] ?? entry.action;
-  const when = document.createElement("div");
-  when.className = "when";
-  const by = SOURCES[entry.source] ?? entry.source;
-  when.textContent = `${new Date(entry.at).toLocaleString()} · by ${by}`;
-  if (entry.call) {
-    // The call's record: its transcript, in the calls view (the history dialog closes).
-    const link = document.createElement("a");
-    link.href = `#calls/${encodeURIComponent(entry.call)}`;
-    link.dataset.call = entry.call;
-    link.textContent = "the call";
-    link.addEventListener("click", () => document.getElementById("history-dialog").close());
-    when.append(" · ", link);
-  }
-  const what = document.createElement("div");
-  what.textContent = summary(entry);
-  li.append(title, when, what);
-  return li;
-}
-
-function summary(entry) {
-  const state = entry.after ?? entry.before;
-  const text = (r) => `${r.name}, ${formatParty(r.party_size)}, ${formatDate(r.reservation_date)} `
-    + `${formatTime(r.reservation_time)} (${r.confirmation_number})`;
-  if (entry.action === "changed" && entry.before) {
-    const lines = describeChanges(entry.before, diff(entry.before, entry.after));
-    return lines.join("; ") || text(state);
-  }
-  return text(state);
-}
-
-function diff(before, after) {
-  const changes = {};
-  for (const key of ["name", "reservation_date", "reservation_time", "party_size"]) {
-    if (before[key] !== after[key]) changes[key] = after[key];
-  }
-  if (JSON.stringify(before.other_info) !== JSON.stringify(after.other_info)) {
-    changes.other_info = after.other_info;
-  }
-  return changes;
 }

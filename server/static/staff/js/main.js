@@ -1,11 +1,17 @@
 // The staff page: a token gate when the server asks for one, the live feed, and the views.
 // A view is a <section data-view="name"> plus an entry in VIEWS; the nav shows the one in the
-// URL's hash: #book, #calls, or #calls/<id> (the calls view with that call open).
+// URL's hash: #book, #requests, #week, #settings, #calls, or #calls/<id> (that call open).
 
+import { AddBooking } from "./add-booking.js";
 import { budget, setToken, token } from "./api.js";
 import { BookView } from "./book-view.js";
 import { CallsView } from "./calls-view.js";
+import { restaurantNow, setZone, timeZone } from "./clock.js";
+import { DetailsDialog } from "./details.js";
 import { LiveFeed } from "./feed.js";
+import { RequestsView } from "./requests-view.js";
+import { SettingsView } from "./settings-view.js";
+import { WeekView } from "./week-view.js";
 
 const $ = (id) => document.getElementById(id);
 const FEED_TEXT = {
@@ -17,9 +23,26 @@ const staffTest = { readies: 0, changes: 0, lastEventId: null, feedState: "conne
 window.staffTest = staffTest;
 
 const feed = new LiveFeed();
-const book = new BookView({ onAuthError: authProblem });
+const details = new DetailsDialog();
+const book = new BookView({ onAuthError: authProblem, details });
 const calls = new CallsView({ onAuthError: authProblem });
-const VIEWS = { book, calls };
+const requests = new RequestsView({ onAuthError: authProblem, details });
+let profile = null;
+const week = new WeekView({ onAuthError: authProblem, profile: () => profile, today: () => today });
+const settings = new SettingsView({
+  onAuthError: authProblem,
+  onProfile: (value) => {
+    profile = value;
+    if (value?.timezone) setZone(value.timezone);
+    staffTest.profile = value;
+  },
+});
+const adder = new AddBooking({
+  onAuthError: authProblem,
+  profile: () => profile,
+  onBooked: (made) => book.apply({ before: null, after: made }),
+});
+const VIEWS = { book, calls, requests, week, settings };
 let today = null;
 
 function showView(hash) {
@@ -32,6 +55,7 @@ function showView(hash) {
     if (link.dataset.viewLink === wanted) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
+  if (wanted === "week" && today !== null) week.load();
   if (wanted === "calls") {
     if (calls.date === null && today !== null) calls.show(today);
     if (arg && arg !== calls.openId) calls.open(decodeURIComponent(arg));
@@ -88,15 +112,28 @@ feed.addEventListener("ready", ({ detail }) => {
   showBudget();
   staffTest.lastEventId = feed.lastEventId;
   if (today === null) {
+    // "Today" is the restaurant's: its profile's timezone (else the server's), not the device's.
     today = detail.today;
-    book.show($("book-date").value || today);
-    if (calls.date === null && !$("view-calls").hidden) calls.show(today);
+    setZone(detail.timezone);
+    settings.load().then(() => {
+      if (timeZone()) today = restaurantNow().date;
+      book.show($("book-date").value || today);
+      if (calls.date === null && !$("view-calls").hidden) calls.show(today);
+      if (!$("view-week").hidden) week.load();
+      staffTest.profileLoaded = true;
+    });
+  } else {
+    today = timeZone() ? restaurantNow().date : detail.today; // back after midnight, perhaps
   }
+  requests.load(); // after a reconnect too: nothing answered meanwhile is missed
 });
 feed.addEventListener("change", ({ detail }) => {
   staffTest.changes += 1;
   staffTest.lastEventId = feed.lastEventId;
   book.apply(detail);
+  requests.apply(detail);
+  details.apply(detail);
+  week.changed();
 });
 
 $("token-form").addEventListener("submit", (event) => {
@@ -110,6 +147,7 @@ $("token-form").addEventListener("submit", (event) => {
 });
 
 window.addEventListener("hashchange", () => showView(location.hash.slice(1)));
+staffTest.restaurantNow = restaurantNow;
 showView(location.hash.slice(1));
 feed.start();
 setInterval(showBudget, 60_000);
