@@ -1,4 +1,5 @@
-"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records|availability] ...`.
+"""`python -m bench [all|relay|phone|store|tools|integrity|sip|speech|records|availability|
+messages] ...`.
 
 `all` (the default) runs every benchmark, one after another: store (queries and REST), relay
 (audio round trip, CPU and memory per call), phone (Twilio media streams against the browser
@@ -9,8 +10,9 @@ relayed calls at the same N), speech (the offline model's recognition per fixtur
 per second of speech, concurrent speaking calls; `--speech-calls`, `--speech-seconds`,
 `--asr-workers`), records (server CPU per call-second at 100 calls with call records and metrics
 on, against off), availability (check_availability and a booking at 1 and 100 concurrent
-callers, `always` against `rules`). `--calls`, `--seconds` and `--codec` shape the relay run;
-`--tool-calls` the tools run. Never part of `make test`;
+callers, `always` against `rules`), messages (booking latency with the guest-message outbox
+against without, at 1 and 50 clients). `--calls`, `--seconds` and `--codec` shape the relay
+run; `--tool-calls` the tools run. Never part of `make test`;
 `make bench BENCH_ARGS="relay --calls 1,10 --seconds 5"` for a quick look.
 """
 
@@ -19,6 +21,7 @@ import argparse
 from bench import (
     availability,
     integrity,
+    messages,
     phone,
     records_bench,
     relay,
@@ -46,6 +49,7 @@ def main() -> None:
             "speech",
             "records",
             "availability",
+            "messages",
         ],
     )
     relay.add_arguments(parser)
@@ -92,6 +96,8 @@ def main() -> None:
         records_bench.run(100, args.seconds, 3)
     if args.suite in ("all", "availability"):
         availability.main()
+    if args.suite in ("all", "messages"):
+        messages.main()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from demo.steps import (
     realtime_url,
     script,
 )
+from demo.texts import guest_text
 from protocol import realtime as p
 
 MAX_NUDGES = 2  # a real model reads details back and asks "shall I book it?" before booking
@@ -218,5 +219,6 @@ async def run_demo(options: Options, write: Write = print, report: Write | None 
     if log.failure is not None:
         report(f"demo failed: {log.failure}")
         return 1
+    write(await asyncio.to_thread(guest_text, options.url, phone))
     write(f"demo passed: booked {log.confirmation} and found it again with the same number")
     return 0

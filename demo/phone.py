@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from demo import phone_audio
 from demo.phone_log import PhoneDemoFailed, PhoneLog, PhonePlayer, Reply
+from demo.texts import guest_text
 from demo.twiml import ACCOUNT_SID, VOICE_PATH, http_base, parse_twiml, post_webhook, webhook_form
 
 DEFAULT_BASE = "http://127.0.0.1:8000"
@@ -364,6 +365,7 @@ async def run_phone_demo(
     if not call.log.succeeded:
         report(f"phone demo failed: {call.log.failure or 'the call did not go as scripted'}")
         return 1
+    write(await asyncio.to_thread(guest_text, base, options.caller))
     write("phone demo passed: greeting, barge-in cleared, keypad answered, call ended")
     return 0
 

@@ -32,6 +32,7 @@ import uvicorn
 from pydantic import SecretStr
 
 import offline_model
+from demo.texts import guest_text
 from offline_model.sip import SipCall, new_secret
 from server.access.clients import UVICORN_OPTIONS
 from server.app import create_app
@@ -176,6 +177,7 @@ async def run_sip_demo(
                 found = await asyncio.to_thread(_find, base, phone, secret_token)
                 if not found:
                     raise DemoFailed("the booking is not in the book")
+                write(await asyncio.to_thread(guest_text, base, phone))
             except DemoFailed as exc:
                 report(f"demo failed: {exc}")
                 return 1

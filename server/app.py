@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from server.access.admission import Admission
 from server.access.budget import Budget
+from server.book import outbox
 from server.book.database import open_database
 from server.book.live_feed import LiveFeed
 from server.book.reservations import DatabaseUnavailable
@@ -31,6 +32,8 @@ from server.book.restaurant import ProfileCache
 from server.call.core import CallSpec
 from server.call.model import ModelClient
 from server.call.switchboard import Switchboard
+from server.messaging.sender import Sender
+from server.messaging.webhooks import SmsWebhooks
 from server.realtime.instructions import session_update
 from server.records import api as records_api
 from server.records import cost_today
@@ -43,7 +46,7 @@ from server.transports.sip_call import SipCalls
 from server.transports.sip_webhook import WEBHOOK_PATH, OpenAIWebhook
 from server.transports.twilio_stream import TwilioStreamEndpoint
 from server.transports.twilio_webhook import STREAM_PATH, VoiceWebhook
-from server.web import api, restaurant_api, staff_api
+from server.web import api, manage, messages_api, restaurant_api, staff_api
 from server.web.http_guard import HttpGuard
 from server.web.openapi import build_openapi
 from tools import CALL_CONTROL, ToolContext, ToolResult, default_registry
@@ -88,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lambda: registry.schemas(without=sip_tools),
         lambda: profile_cache.current,
     )
+    sender = Sender(settings)
+    sms_webhooks = SmsWebhooks(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -106,6 +111,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await live_feed.start()
             stack.push_async_callback(live_feed.close)
             app.state.live_feed = live_feed
+            # The manage links' key: configured, else one the processes share via the database.
+            secret = settings.manage_link_secret
+            app.state.manage_key = (
+                secret.get_secret_value().encode()
+                if secret is not None
+                else await outbox.shared_secret(database.pool, "manage_links")
+            )
+            await sender.start(database.pool, app.state.manage_key)
+            stack.push_async_callback(sender.close)
             observers = switchboard.observers
             if metrics is not None:
                 observers.append(metrics)
@@ -153,12 +167,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *staff_api.routes,  # first: its paths are more specific than api's catch-all
             *api.routes,
+            *messages_api.routes,
+            *manage.routes,
             *restaurant_api.routes,
             *records_api.routes,
             Route("/openapi.json", openapi, methods=["GET"]),
             WebSocketRoute("/v1/realtime", realtime_endpoint),
             Route("/twilio/voice", VoiceWebhook(settings, switchboard).handle, methods=["POST"]),
             WebSocketRoute(STREAM_PATH, twilio_stream),
+            Route("/twilio/sms", sms_webhooks.incoming, methods=["POST"]),
+            Route("/twilio/sms-status", sms_webhooks.status, methods=["POST"]),
             Route(
                 WEBHOOK_PATH,
                 OpenAIWebhook(settings, switchboard, sip_calls).handle,
@@ -179,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.switchboard = switchboard
     app.state.admission = admission
     app.state.sip_calls = sip_calls
+    app.state.sender = sender
     app.state.metrics = metrics
     app.state.profile_cache = profile_cache
     app.state.budget = None

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from server.access import clients
@@ -44,6 +45,24 @@ def _parse_origins(text: str) -> frozenset[str]:
             )
         origins.add(origin)
     return frozenset(origins)
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_offsets(text: str) -> tuple[dt.timedelta, ...]:
+    """`24h,2h` / `90m` / `1d` -> durations; an empty string is no reminders."""
+    offsets = set()
+    for entry in text.split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        match = re.fullmatch(r"(\d{1,5})([mhd])", entry)
+        if match is None or int(match.group(1)) == 0:
+            raise ValueError(f"REMINDERS_BEFORE: {entry!r} is not a duration like 90m, 2h or 1d")
+        offsets.add(dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)]))
+    return tuple(sorted(offsets, reverse=True))
 
 
 def _origin_part(url: str) -> str:
@@ -149,6 +168,18 @@ class Settings(BaseSettings):
     silence_prompt_s: float = Field(8.0, gt=0)  # caller silent this long: "are you there?"
     silence_hangup_s: float = Field(10.0, gt=0)  # ... and this much longer: goodbye, hang up
 
+    # --- guest messages (SMS through Twilio's Messaging API; docs/guest-messages.md) ---
+    twilio_account_sid: str | None = None  # AC...: with TWILIO_AUTH_TOKEN and SMS_FROM, texts go
+    sms_from: str | None = None  # the sending number (E.164) or a Messaging Service SID (MG...)
+    messages: bool = True  # off: the outbox writes no rows (benchmarks compare with and without)
+    reminders_before: str = "24h,2h"  # reminder offsets before a booking (m, h, d); empty: none
+    message_max_attempts: int = Field(5, ge=1, le=50)  # sends tried before a text is `failed`
+    message_retry_s: float = Field(30.0, gt=0)  # first retry's wait; doubles each time (max 1 h)
+    message_lease_s: float = Field(60.0, gt=0)  # a text being sent is retried after this long
+    message_poll_s: float = Field(1.0, gt=0)  # each process looks for due texts this often
+    manage_link_secret: SecretStr | None = None  # signs /r/<token>; unset: a key kept in the DB
+    restaurant_phone: str | None = None  # told to guests who text HELP (default: SMS_FROM)
+
     # --- phone calls over SIP (OpenAI's SIP interface; the sideband carries no audio) ---
     openai_webhook_secret: SecretStr | None = None  # whsec_...: set turns POST /openai/webhook on
     sip_request_timeout_s: float = Field(10.0, gt=0)  # one accept/reject/refer/hangup request
@@ -185,6 +216,25 @@ class Settings(BaseSettings):
             raise ValueError(f"PUBLIC_BASE_URL must be an http(s) URL, not {value!r}")
         return value
 
+    @field_validator("reminders_before")
+    @classmethod
+    def _valid_reminders(cls, value: str) -> str:
+        _parse_offsets(value)
+        return value
+
+    @field_validator("sms_from")
+    @classmethod
+    def _valid_sender(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\+[1-9]\d{6,14}|MG[0-9a-fA-F]{32}", value):
+            raise ValueError(f"SMS_FROM must be an E.164 number or an MG... SID, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        if self.message_lease_s <= self.twilio_timeout_s:
+            raise ValueError("MESSAGE_LEASE_S must be longer than TWILIO_TIMEOUT_S")
+        return self
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_proxies(cls, value: str) -> str:
@@ -212,6 +262,16 @@ class Settings(BaseSettings):
         if self.public_base_url is None:
             return None
         return clients.normalize_origin(_origin_part(self.public_base_url))
+
+    @property
+    def reminder_offsets(self) -> tuple[dt.timedelta, ...]:
+        """REMINDERS_BEFORE as durations, longest first, without repeats."""
+        return _parse_offsets(self.reminders_before)
+
+    @property
+    def sms_configured(self) -> bool:
+        """Whether texts can be sent: the account, its token and a sender are all set."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.sms_from)
 
     @property
     def proxies(self) -> clients.Networks:

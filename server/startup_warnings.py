@@ -41,6 +41,7 @@ def startup_warnings(settings: Settings) -> list[str]:
             "/twilio/media-stream needs no stream token (for local testing only; set it before "
             "pointing a real phone number here)"
         )
+    phone += _sms_warnings(settings)
     if not exposed(settings):
         return phone
     where = f"listening on {settings.host}" + (
@@ -63,3 +64,25 @@ def startup_warnings(settings: Settings) -> list[str]:
             "visitors' browsers"
         )
     return warnings + phone
+
+
+def _sms_warnings(settings: Settings) -> list[str]:
+    """Guest texts half set up: some of the account settings, or links nobody can open."""
+    parts = {
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "SMS_FROM": settings.sms_from,
+    }
+    missing = [name for name, value in parts.items() if not value]
+    if settings.twilio_account_sid or settings.sms_from:
+        if missing:
+            return [
+                f"{' and '.join(missing)} not set: guests' texts are recorded as "
+                "skipped_not_configured and never sent"
+            ]
+        if settings.public_base_url is None:
+            return [
+                "PUBLIC_BASE_URL is not set: the manage links in guests' texts point at "
+                f"http://{settings.host}:{settings.port}, and no delivery reports come back"
+            ]
+    return []

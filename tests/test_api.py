@@ -145,6 +145,7 @@ async def test_openapi_describes_both_endpoints(client):
         "/api/reservations/events",
         "/api/calls",
         "/api/calls/{call_id}",
+        "/api/messages",
         "/api/restaurant",
         "/api/restaurant/conflicts",
         "/api/availability",

@@ -414,6 +414,10 @@ async def test_demo_books_and_finds_the_same_confirmation(live_server, pool):
     )
     assert f"you   › {steps.script('Ada Lovelace', typed)[0].text}" in out
     assert any(line.startswith("agent › You're booked") for line in out)
+    # The text the guest would get (the shared test server has no Twilio settings).
+    text = out[-2]
+    assert text.startswith("text to the guest [skipped_not_configured - not sent")
+    assert "you're booked for 4 guests" in text and row["confirmation_number"] in text
     tools_line = next(line for line in out if line.startswith("  tool calls"))
     assert "make_reservation" in tools_line and "lookup_reservation" in tools_line
     assert any(line.startswith("  tokens          ") and "total" in line for line in out)

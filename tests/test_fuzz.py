@@ -557,6 +557,7 @@ async def test_schemathesis_against_the_served_openapi(live_server, pool):
         "DELETE /api/reservations/{phone_number} positive",
         "GET /api/calls positive",
         "GET /api/calls/{call_id} positive",
+        "GET /api/messages positive",
         "GET /api/restaurant positive",
         "PUT /api/restaurant positive",
         "PUT /api/restaurant negative",

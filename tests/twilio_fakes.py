@@ -134,6 +134,14 @@ async def twilio_stream(ws_url: str, stream_sid: str = "MZ0001") -> AsyncIterato
         yield FakeTwilioStream(ws, stream_sid)
 
 
+@contextlib.asynccontextmanager
+async def serve_post(path: str, handler: Any) -> AsyncIterator[str]:
+    """One POST route of Twilio's REST API on a loopback port; yields its base URL."""
+    app = Starlette(routes=[Route(path, handler, methods=["POST"])])
+    async with serve_asgi(app, lifespan="off") as (port, _):
+        yield f"http://127.0.0.1:{port}"
+
+
 class FakeTwilioRest:
     """Twilio's REST API for calls: records each request, answers like Twilio."""
 
@@ -158,17 +166,8 @@ class FakeTwilioRest:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[FakeTwilioRest]:
-        app = Starlette(
-            routes=[
-                Route(
-                    "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}.json",
-                    self.update_call,
-                    methods=["POST"],
-                )
-            ]
-        )
-        async with serve_asgi(app, lifespan="off") as (port, _):
-            self.url = f"http://127.0.0.1:{port}"
+        path = "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}.json"
+        async with serve_post(path, self.update_call) as self.url:
             yield self
 
 
@@ -237,3 +236,59 @@ class ScriptedModel:
             port = next(iter(server.sockets)).getsockname()[1]
             self.url = f"http://127.0.0.1:{port}/v1"
             yield self
+
+
+class FakeTwilioMessages:
+    """Twilio's Messages API (`POST .../Messages.json`) on loopback, as the `twilio` library
+    sees it: 201 and a message resource, or the answer `script` says for the next request
+    (an HTTP status to fail with, or "hang": never answer until `release()`)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        self.script: list[int | str] = []
+        self.url = ""
+        self._changed = asyncio.Condition()
+        self._release = asyncio.Event()
+
+    async def create(self, request: Request) -> JSONResponse:
+        form = dict(parse_qsl((await request.body()).decode()))
+        form["_account"] = request.path_params["account_sid"]
+        form["_authorization"] = request.headers.get("authorization", "")
+        action = self.script.pop(0) if self.script else 201
+        async with self._changed:
+            self.requests.append(form)
+            self._changed.notify_all()
+        if action == "hang":
+            await self._release.wait()
+            action = 201
+        status = int(action)
+        if status != 201:
+            code, message = (20500, "try later") if status >= 429 else (21211, "invalid 'To'")
+            body = {"code": code, "message": message, "status": status, "more_info": ""}
+            return JSONResponse(body, status_code=status)
+        sid = f"SM{len(self.requests):032x}"
+        return JSONResponse(
+            {"sid": sid, "status": "queued", "to": form.get("To"), "body": form.get("Body")},
+            status_code=201,
+        )
+
+    def release(self) -> None:
+        self._release.set()
+
+    def bodies(self, to: str | None = None) -> list[str]:
+        return [r["Body"] for r in self.requests if to is None or r["To"] == to]
+
+    async def received(self, count: int, within_s: float = TIMEOUT) -> list[dict[str, str]]:
+        """Wait until `count` requests in all have arrived."""
+        async with asyncio.timeout(within_s), self._changed:
+            await self._changed.wait_for(lambda: len(self.requests) >= count)
+        return self.requests
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[FakeTwilioMessages]:
+        path = "/2010-04-01/Accounts/{account_sid}/Messages.json"
+        async with serve_post(path, self.create) as self.url:
+            try:
+                yield self
+            finally:
+                self.release()

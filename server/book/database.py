@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from server.book import outbox
 from server.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("server.database")
@@ -141,6 +142,8 @@ async def create_pool(dsn: str, settings: Settings) -> asyncpg.Pool:
                 statement_cache_size=settings.db_statement_cache_size,
                 max_inactive_connection_lifetime=300.0,
                 init=_init_connection,
+                # What the history writer's outbox part reads (messages on, reminders, zone).
+                server_settings=outbox.connection_settings(settings),
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             if time.monotonic() + delay > deadline:

@@ -11,6 +11,7 @@ import orjson
 from server.book.db_errors import outage_as_unavailable
 from server.book.rows import COLUMNS, HELD, Reservation
 
+SELECT_BY_ID_SQL = f"SELECT {COLUMNS} FROM reservations WHERE id = $1"
 SELECT_BY_PHONE_SQL = f"SELECT {COLUMNS} FROM reservations WHERE phone_number = $1 AND {HELD}"
 
 
@@ -30,6 +31,13 @@ def _list_sql(one_day: bool, after_cursor: bool) -> str:
 LIST_SQL = {
     (day, cursor): _list_sql(day, cursor) for day in (True, False) for cursor in (True, False)
 }
+
+
+async def find_by_id(pool: asyncpg.Pool, reservation_id: int) -> Reservation | None:
+    """The booking in row `reservation_id`, whatever its status (the guest's manage link)."""
+    with outage_as_unavailable():
+        row = await pool.fetchrow(SELECT_BY_ID_SQL, reservation_id)
+    return Reservation.from_row(row) if row is not None else None
 
 
 async def find(pool: asyncpg.Pool, phone_number: str) -> Reservation | None:

@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from server.book import availability as av
-from server.book import seating
+from server.book import outbox, seating
 from server.book.db_errors import DatabaseUnavailable, outage_as_unavailable
 from server.book.etag import etag_of, if_match_allows
 from server.book.history import HistoryEntry, changes_after, history, latest_seq
@@ -41,6 +41,7 @@ from server.book.listing import (
     decode_cursor,
     encode_cursor,
     find,
+    find_by_id,
     list_reservations,
     ping,
 )
@@ -84,6 +85,7 @@ __all__ = [  # re-exported: REST, the tools and the live feed import them from h
     "decode_cursor",
     "encode_cursor",
     "find",
+    "find_by_id",
     "history",
     "latest_seq",
     "list_reservations",
@@ -117,12 +119,14 @@ async def _record(
     before: Reservation | None,
     after: Reservation,
 ) -> int:
-    """Append the change's history row in the caller's transaction; returns its seq.
+    """Append the change's history row in the caller's transaction, and the outbox rows of the
+    guest's texts with it (`server.book.outbox`); returns its seq.
 
     The advisory lock, held until commit, makes seq numbers follow commit order; writers take it
     last, after their row locks, so it cannot deadlock with them.
     """
     await conn.execute(HISTORY_LOCK_SQL, HISTORY_LOCK_ID)
+    kind = outbox.kind_of(action, after.status)
     row = await conn.fetchrow(
         RECORD_SQL,
         after.id,
@@ -133,6 +137,7 @@ async def _record(
         before.to_json() if before is not None else None,
         after.to_json(),
         origin.override,
+        kind,
     )
     return int(row["seq"])
 

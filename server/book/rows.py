@@ -25,8 +25,9 @@ HELD = "status IN ('confirmed', 'requested')"
 
 @dataclass(frozen=True)
 class Origin:
-    """Who made a change, as the history records it: `rest`, `voice` or `staff`, for voice the
-    call's id, and whether staff booked past the availability rules (`override`)."""
+    """Who made a change, as the history records it: `rest`, `voice`, `staff` or `guest` (the
+    manage page), for voice the call's id, and whether staff booked past the availability
+    rules (`override`)."""
 
     source: str = "rest"
     call_id: str | None = None

@@ -3,6 +3,7 @@ change, cancel, confirm, and append the history row."""
 
 from __future__ import annotations
 
+from server.book.outbox import outbox_ctes
 from server.book.rows import COLUMNS, HELD
 
 # The channel every history row is announced on (its payload: the row's seq).
@@ -45,12 +46,14 @@ CANCEL_SQL = f"UPDATE reservations SET status = 'cancelled' WHERE id = $1 RETURN
 CONFIRM_SQL = f"UPDATE reservations SET status = 'confirmed' WHERE id = $1 RETURNING {COLUMNS}"
 
 HISTORY_LOCK_SQL = "SELECT pg_advisory_xact_lock($1)"
+# One statement, one round trip: the history row, its NOTIFY, and the guest's texts ($9: the
+# text's kind; see `outbox.outbox_ctes`).
 RECORD_SQL = f"""
 WITH entry AS (
     INSERT INTO reservation_history
         (reservation_id, phone_number, action, source, call_id, before, after, override)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     RETURNING seq
-)
+){outbox_ctes("entry")}
 SELECT seq, pg_notify('{HISTORY_CHANNEL}', seq::text) FROM entry
 """

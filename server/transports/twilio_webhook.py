@@ -19,7 +19,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from twilio.request_validator import RequestValidator
@@ -29,22 +28,13 @@ from server.access.budget import BUSY_MESSAGE as BUDGET_MESSAGE
 from server.call.switchboard import Refused, Switchboard
 from server.settings import Settings
 from server.web.api import error_response
+from server.web.public_url import public_base
 
 log = logging.getLogger("server.twilio")
 
 STREAM_PATH = "/twilio/media-stream"
 MAX_WEBHOOK_BYTES = 64 * 1024
 BUSY_MESSAGE = "Sorry, all our lines are busy right now. Please call again in a few minutes."
-
-
-def public_base(settings: Settings, headers: Headers, scheme: str) -> str:
-    """Our public address: `PUBLIC_BASE_URL`, else the request's (as a proxy forwarded it)."""
-    if settings.public_base_url:
-        return settings.public_base_url
-    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip() or scheme
-    proto = {"ws": "http", "wss": "https"}.get(proto, proto)
-    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or headers.get("host", "")
-    return f"{proto}://{host}"
 
 
 def stream_url(base: str) -> str:

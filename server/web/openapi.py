@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.book.models import ReservationRequest
+from server.web.messages_api import LISTING_SCHEMA
 from server.web.openapi_calls import calls_paths
 from server.web.openapi_parts import STAFF as _STAFF
 from server.web.openapi_parts import STAFF_NOTE as _STAFF_NOTE
@@ -269,6 +270,33 @@ def _staff_paths() -> dict[str, Any]:
     }
 
 
+def _messages_paths() -> dict[str, Any]:
+    """The guests' texts (server/web/messages_api.py; docs/guest-messages.md)."""
+    return {
+        "/api/messages": {
+            "get": {
+                "summary": "Texts to a phone and/or about a day's bookings, newest first."
+                + _STAFF_NOTE,
+                "security": _STAFF,
+                "parameters": [
+                    {"name": "phone", "in": "query", "schema": {"type": "string"}},
+                    {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                ],
+                "responses": {
+                    "200": _json(LISTING_SCHEMA, "the texts (with phone: the guest's replies)"),
+                    "422": _json("Error", "invalid parameters"),
+                    **_staff_errors(),
+                },
+            }
+        }
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     error = "Error"
     staff = _staff_paths()
@@ -330,6 +358,7 @@ def build_openapi() -> dict[str, Any]:
             },
             **restaurant_paths(),
             **calls_paths(),
+            **_messages_paths(),
         },
         "components": {
             "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},

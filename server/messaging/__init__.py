@@ -1,0 +1,1 @@
+"""Guest messages: the texts, the sender of the outbox, Twilio Messaging, the SMS webhooks."""
