@@ -334,7 +334,9 @@ async def test_the_fake_microphone_is_heard_by_the_model(caller: Caller, model, 
     counters = await caller.counters()
     assert counters["framesSent"] > 0
     assert counters["bytesSent"] == counters["framesSent"] * 960  # 20 ms of PCM16 at 24 kHz
-    assert counters["micLevel"] > 0.02  # the meter's input is the WAV, not silence
+    # The meter's input is the WAV, not silence. It shows the last frame's level, and a frame
+    # between two syllables is quiet: wait for a loud one rather than judge whichever is last.
+    await caller.until("() => voiceTest.micLevel > 0.02")
     assert int(await page.get_attribute("#mic-meter", "aria-valuenow") or 0) > 0
     # The model's own count grows by at least what the page had sent by then. Asked from a
     # blank tab: the page's CSP rightly stops the page itself reaching the model's origin.

@@ -147,6 +147,12 @@ class Recorder:
                 log.warning("call records not written (%d), retrying later: %s", len(rows), exc)
                 self.on_db_error("call_records")
                 return False
+            except BaseException:
+                # Cancelled mid-write (shutdown cancels the background flush): whatever this
+                # write carried is written again by the next flush, `close()`'s last one.
+                for entry in changed:
+                    entry.dirty = True
+                raise
             for entry in changed:
                 if entry.ended and not entry.dirty:
                     self.logs.pop(entry.id, None)
