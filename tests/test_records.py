@@ -407,3 +407,46 @@ async def test_a_sip_call_is_recorded_with_the_callers_number_and_the_booking(
     tools = [t["name"] for t in row["tool_calls"]]
     assert tools[0] == "make_reservation" and "end_call" in tools
     assert any(e["role"] == "host" and "booked" in e["text"] for e in row["transcript"])
+
+
+async def test_a_flush_cancelled_mid_write_leaves_its_rows_for_the_last_flush(
+    settings, pool, monkeypatch
+):
+    """Shutdown cancels the background flush; what it was writing must still reach the table."""
+    recorder = Recorder(settings)
+    recorder.pool = pool
+
+    class FakeCall:
+        spec = type(
+            "Spec",
+            (),
+            {"record_id": str(uuid.uuid4()), "sid": "s10", "channel": "sdk", "caller": None},
+        )()
+        started_at = time.time()
+        ended_at: float | None = None
+        end_reason = "server restarting"
+
+    fake: Any = FakeCall()
+    recorder.call_started(fake)
+    fake.ended_at = time.time()
+    recorder.call_ended(fake)
+
+    writing = asyncio.Event()
+    real_write = store.write
+
+    async def stuck_write(*args: Any) -> None:
+        writing.set()
+        await asyncio.Event().wait()  # the write is under way when the cancel comes
+
+    monkeypatch.setattr(store, "write", stuck_write)
+    flush = asyncio.create_task(recorder.flush())
+    await writing.wait()
+    flush.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flush
+    monkeypatch.setattr(store, "write", real_write)
+    assert await recorder.flush() is True  # close()'s last flush
+    status = await pool.fetchval(
+        "SELECT status FROM calls WHERE id = $1", uuid.UUID(fake.spec.record_id)
+    )
+    assert status == "ended"
