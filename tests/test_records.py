@@ -10,6 +10,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -306,6 +307,12 @@ async def test_cost_of_a_day_counts_the_restaurants_day_only(pool, settings):
     assert await records.cost_today(pool, settings) == pytest.approx(before + 0.75)
 
 
+def fake_call(sid: str, end_reason: str) -> Any:
+    """Just what the recorder reads of a call, for tests that drive it without a server."""
+    spec = SimpleNamespace(record_id=str(uuid.uuid4()), sid=sid, channel="sdk", caller=None)
+    return SimpleNamespace(spec=spec, started_at=time.time(), ended_at=None, end_reason=end_reason)
+
+
 async def test_a_database_outage_costs_records_not_calls_and_they_are_written_later(
     settings, test_dsn, pool
 ):
@@ -316,17 +323,7 @@ async def test_a_database_outage_costs_records_not_calls_and_they_are_written_la
     await broken.close()  # every use raises, as when PostgreSQL is gone
     recorder.pool = broken
 
-    class FakeCall:
-        spec = type(
-            "Spec",
-            (),
-            {"record_id": str(uuid.uuid4()), "sid": "s9", "channel": "sdk", "caller": None},
-        )()
-        started_at = time.time()
-        ended_at: float | None = None
-        end_reason = "caller left"
-
-    fake: Any = FakeCall()
+    fake = fake_call("s9", "caller left")
     recorder.call_started(fake)
     fake.ended_at = time.time()
     recorder.call_ended(fake)
@@ -416,17 +413,7 @@ async def test_a_flush_cancelled_mid_write_leaves_its_rows_for_the_last_flush(
     recorder = Recorder(settings)
     recorder.pool = pool
 
-    class FakeCall:
-        spec = type(
-            "Spec",
-            (),
-            {"record_id": str(uuid.uuid4()), "sid": "s10", "channel": "sdk", "caller": None},
-        )()
-        started_at = time.time()
-        ended_at: float | None = None
-        end_reason = "server restarting"
-
-    fake: Any = FakeCall()
+    fake = fake_call("s10", "server restarting")
     recorder.call_started(fake)
     fake.ended_at = time.time()
     recorder.call_ended(fake)

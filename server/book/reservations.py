@@ -314,14 +314,9 @@ async def _change(
     now: dt.datetime,
     if_match: str | None,
 ) -> ChangeResult:
-    held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
-    if held is None:
-        return ChangeResult("not_found")
-    before = Reservation.from_row(held)
-    if guard is not None and not guard(before):
-        return ChangeResult("not_found")
-    if _stale(before, if_match):
-        return ChangeResult("stale", before, before)
+    before = await _lock_upcoming(conn, phone_number, today, guard, if_match)
+    if isinstance(before, ChangeResult):
+        return before
     if callable(changes):
         changes = changes(before)
     unknown = set(changes) - set(CHANGEABLE)
@@ -359,14 +354,9 @@ async def cancel(
     `cancelled`, and its tables are free again. `if_match` as for `change`."""
     with outage_as_unavailable():
         async with pool.acquire() as conn, conn.transaction():
-            held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
-            if held is None:
-                return ChangeResult("not_found")
-            before = Reservation.from_row(held)
-            if guard is not None and not guard(before):
-                return ChangeResult("not_found")
-            if _stale(before, if_match):
-                return ChangeResult("stale", before, before)
+            before = await _lock_upcoming(conn, phone_number, today, guard, if_match)
+            if isinstance(before, ChangeResult):
+                return before
             after = Reservation.from_row(await conn.fetchrow(CANCEL_SQL, before.id))
             after = await seating.release(conn, after)
             action = "declined" if before.status == "requested" else "cancelled"
@@ -387,12 +377,9 @@ async def confirm(
 
     async def attempt() -> ChangeResult:
         async with pool.acquire() as conn, conn.transaction():
-            held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
-            if held is None:
-                return ChangeResult("not_found")
-            before = Reservation.from_row(held)
-            if _stale(before, if_match):
-                return ChangeResult("stale", before, before)
+            before = await _lock_upcoming(conn, phone_number, today, None, if_match)
+            if isinstance(before, ChangeResult):
+                return before
             if before.status == "confirmed":
                 return ChangeResult("unchanged", before, before)
             slot = av.Request(before.reservation_date, before.reservation_time, before.party_size)
@@ -406,6 +393,27 @@ async def confirm(
 
     result: ChangeResult = await _retrying(attempt)
     return result
+
+
+async def _lock_upcoming(
+    conn: asyncpg.Connection,
+    phone_number: str,
+    today: dt.date,
+    guard: Guard | None,
+    if_match: str | None,
+) -> Reservation | ChangeResult:
+    """The phone's upcoming booking, row-locked for this transaction; or why there is none to
+    act on: `not_found` (none, or the guard refuses it) or `stale` (If-Match names another
+    version). One place for the first step of every change, cancel and confirm."""
+    held = await conn.fetchrow(LOCK_UPCOMING_SQL, phone_number, today)
+    if held is None:
+        return ChangeResult("not_found")
+    before = Reservation.from_row(held)
+    if guard is not None and not guard(before):
+        return ChangeResult("not_found")
+    if _stale(before, if_match):
+        return ChangeResult("stale", before, before)
+    return before
 
 
 def _stale(held: Reservation, if_match: str | None) -> bool:
